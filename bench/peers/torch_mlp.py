@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""PyTorch side of bench/mlp_vs_torch.py: the MLP 784-256-128-10 on Fashion-MNIST.
+
+Trains torch.nn.Sequential(Linear(784,256), ReLU, Linear(256,128), ReLU, Linear(128,10)) with
+cross-entropy and torch.optim.SGD(momentum) at the given batch, the same loop psgrid runs: a
+shuffled pass per epoch, one gather per batch. Prints one JSON line with training samples/s
+(training loop only) and the test accuracy. OpenBLAS threads come from OPENBLAS_NUM_THREADS in
+the environment (Debian's torch runs GEMM in OpenBLAS); torch's own threads from --threads.
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+import time
+
+import numpy as np
+import torch
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load(data_dir, prefix):
+    x = read_idx(os.path.join(data_dir, prefix + "-images-idx3-ubyte.gz"))
+    y = read_idx(os.path.join(data_dir, prefix + "-labels-idx1-ubyte.gz"))
+    return (torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0),
+            torch.from_numpy(y.astype(np.int64)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    xtr, ytr = load(args.data, "train")
+    xte, yte = load(args.data, "t10k")
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 128), torch.nn.ReLU(),
+        torch.nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    seconds, samples = 0.0, 0
+    for epoch in range(args.epochs):
+        perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(args.seed + epoch))
+        start = time.perf_counter()
+        for b in range(0, len(xtr), args.batch):
+            idx = perm[b:b + args.batch]
+            xb, yb = xtr[idx], ytr[idx]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+            samples += len(idx)
+        seconds += time.perf_counter() - start
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    print(json.dumps({"peer": "pytorch", "torch": torch.__version__, "threads": args.threads,
+                      "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+                      "samples": samples, "train_seconds": round(seconds, 4),
+                      "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+#include "core/backend/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace psgrid {
+
+void CpuBackend::Gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float* a, const float* b, float beta, float* c) {
+  const bool ta = trans_a == Trans::kYes;
+  const bool tb = trans_b == Trans::kYes;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(ta ? m : k), b, static_cast<blasint>(tb ? k : n), beta, c,
+              static_cast<blasint>(n));
+}
+
+void CpuBackend::BroadcastRows(int64_t rows, int64_t cols, const float* bias, float* y) {
+  for (int64_t i = 0; i < rows; ++i) std::copy(bias, bias + cols, y + i * cols);
+}
+
+void CpuBackend::SumRows(int64_t rows, int64_t cols, const float* x, float* out) {
+  std::fill(out, out + cols, 0.0f);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = x + i * cols;
+    for (int64_t j = 0; j < cols; ++j) out[j] += row[j];
+  }
+}
+
+void CpuBackend::ReluForward(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void CpuBackend::ReluBackward(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void CpuBackend::SigmoidForward(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+void CpuBackend::SigmoidBackward(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+void CpuBackend::TanhForward(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+void CpuBackend::TanhBackward(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+double CpuBackend::SoftmaxCrossEntropy(int64_t rows, int64_t cols, const float* logits,
+                                       const int32_t* labels, float* dlogits, int64_t* correct) {
+  double total = 0.0;
+  int64_t hits = 0;
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* z = logits + i * cols;
+    const int32_t label = labels[i];
+    int64_t argmax = 0;
+    for (int64_t j = 1; j < cols; ++j) {
+      if (z[j] > z[argmax]) argmax = j;
+    }
+    if (argmax == label) ++hits;
+    const float max = z[argmax];
+    double sum = 0.0;
+    for (int64_t j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(z[j] - max));
+    const double log_sum = std::log(sum);
+    total += log_sum - static_cast<double>(z[label] - max);
+    if (dlogits != nullptr) {
+      float* dz = dlogits + i * cols;
+      const float inv_sum = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < cols; ++j) dz[j] = std::exp(z[j] - max) * inv_sum * inv_rows;
+      dz[label] -= inv_rows;
+    }
+  }
+  if (correct != nullptr) *correct = hits;
+  return total / static_cast<double>(rows);
+}
+
+double CpuBackend::MeanSquaredError(int64_t n, const float* pred, const float* target,
+                                    float* dpred) {
+  double total = 0.0;
+  const float scale = 2.0f / static_cast<float>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = pred[i] - target[i];
+    total += static_cast<double>(d) * d;
+    if (dpred != nullptr) dpred[i] = scale * d;
+  }
+  return total / static_cast<double>(n);
+}
+
+void CpuBackend::SgdUpdate(int64_t n, float lr, const float* grad, float* weights) {
+  for (int64_t i = 0; i < n; ++i) weights[i] -= lr * grad[i];
+}
+
+void CpuBackend::MomentumUpdate(int64_t n, float lr, float momentum, const float* grad,
+                                float* velocity, float* weights) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = momentum * velocity[i] - lr * grad[i];
+    velocity[i] = v;
+    weights[i] += v;
+  }
+}
+
+int SetBlasThreads(int n) {
+  if (n > 0) openblas_set_num_threads(n);
+  return openblas_get_num_threads();
+}
+
+}  // namespace psgrid

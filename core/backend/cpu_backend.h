@@ -1,0 +1,39 @@
+// CpuBackend: the Backend on the host, with OpenBLAS for the matrix products and plain loops
+// (auto-vectorised) for the element-wise operations. Thread-compatible: one user at a time.
+#ifndef PSGRID_CORE_BACKEND_CPU_BACKEND_H_
+#define PSGRID_CORE_BACKEND_CPU_BACKEND_H_
+
+#include "core/backend/backend.h"
+
+namespace psgrid {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+
+  void Gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            const float* a, const float* b, float beta, float* c) override;
+  void BroadcastRows(int64_t rows, int64_t cols, const float* bias, float* y) override;
+  void SumRows(int64_t rows, int64_t cols, const float* x, float* out) override;
+  void ReluForward(int64_t n, const float* x, float* y) override;
+  void ReluBackward(int64_t n, const float* y, const float* dy, float* dx) override;
+  void SigmoidForward(int64_t n, const float* x, float* y) override;
+  void SigmoidBackward(int64_t n, const float* y, const float* dy, float* dx) override;
+  void TanhForward(int64_t n, const float* x, float* y) override;
+  void TanhBackward(int64_t n, const float* y, const float* dy, float* dx) override;
+  double SoftmaxCrossEntropy(int64_t rows, int64_t cols, const float* logits,
+                             const int32_t* labels, float* dlogits, int64_t* correct) override;
+  double MeanSquaredError(int64_t n, const float* pred, const float* target,
+                          float* dpred) override;
+  void SgdUpdate(int64_t n, float lr, const float* grad, float* weights) override;
+  void MomentumUpdate(int64_t n, float lr, float momentum, const float* grad, float* velocity,
+                      float* weights) override;
+};
+
+// Threads of the OpenBLAS pool (process-wide in OpenBLAS itself); n <= 0 leaves it as is.
+// Returns the number in effect.
+int SetBlasThreads(int n);
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CORE_BACKEND_CPU_BACKEND_H_

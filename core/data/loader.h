@@ -1,0 +1,22 @@
+// LoadJobData: the training and test sets that a job's data spec names.
+//
+//   fashion-mnist, mnist: the MNIST-format IDX directory at data.path.
+//   csv: data.path for training and data.test_path for testing; without a test_path the last
+//        10% of the rows (at least one) are held out for testing.
+#ifndef PSGRID_CORE_DATA_LOADER_H_
+#define PSGRID_CORE_DATA_LOADER_H_
+
+#include "absl/status/statusor.h"
+#include "core/data/dataset.h"
+#include "psgrid/v1/job.pb.h"
+
+namespace psgrid {
+
+absl::StatusOr<TrainTestData> LoadJobData(const v1::DataSpec& spec);
+
+// Number of values the model must output per sample: classes or target width.
+int64_t OutputWidth(const Dataset& data);
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CORE_DATA_LOADER_H_

@@ -1,0 +1,49 @@
+// Layer: one stage of a sequential model, with a forward and a backward pass.
+//
+// Lifecycle: Build() checks the input shape, declares parameters and returns the output shape;
+// after the ParameterSet is allocated, Bind() takes views of the layer's parameters; then
+// Forward()/Backward() run for each batch. Shapes passed to Build() are per sample (no batch
+// dimension); tensors passed to Forward()/Backward() carry the batch as their first dimension.
+// All arithmetic goes through the Backend. Not thread-safe.
+#ifndef PSGRID_CORE_LAYERS_LAYER_H_
+#define PSGRID_CORE_LAYERS_LAYER_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/backend/backend.h"
+#include "core/parameters.h"
+#include "core/tensor.h"
+#include "psgrid/v1/job.pb.h"
+
+namespace psgrid {
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual std::string_view type() const = 0;
+
+  // `prefix` is the layer's index in the model ("0", "2", ...): parameters are named
+  // prefix + ".weight" etc. INVALID_ARGUMENT when the input shape does not fit the layer.
+  virtual absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
+                                      ParameterSet* params) = 0;
+  virtual void Bind(ParameterSet* params) {}
+
+  // y ← layer(x); y is resized to [batch, output shape...].
+  virtual void Forward(Backend& backend, const Tensor& x, Tensor* y) = 0;
+  // Given x, y of the forward pass and dy = ∂L/∂y: overwrites the gradients of this layer's
+  // parameters and, when dx is not null, writes ∂L/∂x (resized like x).
+  virtual void Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,
+                        Tensor* dx) = 0;
+};
+
+// Builds a layer from its spec. `field` names it in errors, e.g. "model.layers[3]".
+absl::StatusOr<std::unique_ptr<Layer>> CreateLayer(const v1::LayerSpec& spec,
+                                                   const std::string& field);
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CORE_LAYERS_LAYER_H_

@@ -1,0 +1,117 @@
+#include "core/model.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/init.h"
+#include "core/status_macros.h"
+
+namespace psgrid {
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
+                                                     const Shape& input_shape, int64_t outputs,
+                                                     Backend* backend) {
+  std::unique_ptr<Model> model(new Model());
+  model->backend_ = backend;
+  model->input_shape_ = input_shape;
+  if (spec.layers().empty()) return absl::InvalidArgumentError("model.layers: the model has no layers");
+  ASSIGN_OR_RETURN(model->loss_, CreateLoss(spec.loss()));
+  Shape shape = input_shape;
+  for (int i = 0; i < spec.layers_size(); ++i) {
+    const std::string field = absl::StrCat("model.layers[", i, "]");
+    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(spec.layers(i), field));
+    absl::StatusOr<Shape> out = layer->Build(shape, absl::StrCat(i), &model->params_);
+    if (!out.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", out.status().message(),
+                                                     " (input ", ShapeToString(shape), ")"));
+    }
+    shape = *out;
+    model->output_shapes_.push_back(shape);
+    model->layers_.push_back(std::move(layer));
+  }
+  if (NumElements(shape) != outputs) {
+    int last_dense = -1;
+    for (int i = 0; i < spec.layers_size(); ++i) {
+      if (spec.layers(i).type() == "dense") last_dense = i;
+    }
+    const std::string field =
+        last_dense >= 0 ? absl::StrCat("model.layers[", last_dense, "].units") : "model.layers";
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": the model outputs ", NumElements(shape), " values per sample but the data needs ",
+        outputs, model->loss_->uses_labels() ? " (one per class)" : " (one per target)"));
+  }
+  model->params_.Allocate();
+  for (auto& layer : model->layers_) layer->Bind(&model->params_);
+  RETURN_IF_ERROR(InitializeParameters(spec.init().scheme(), spec.init().seed(), &model->params_));
+  model->activations_.resize(model->layers_.size());
+  return model;
+}
+
+ModelSummary Model::Summary() const {
+  ModelSummary s;
+  s.input_shape = input_shape_;
+  for (const ParamInfo& info : params_.infos()) {
+    (info.kind == ParamKind::kBias ? s.biases : s.weights) += info.size;
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    int64_t count = 0;
+    const std::string prefix = absl::StrCat(i, ".");
+    for (const ParamInfo& info : params_.infos()) {
+      if (info.name.rfind(prefix, 0) == 0) count += info.size;
+    }
+    s.layers.push_back({static_cast<int>(i), std::string(layers_[i]->type()), output_shapes_[i], count});
+  }
+  return s;
+}
+
+std::string FormatSummary(const ModelSummary& s) {
+  std::string out = absl::StrFormat("%-6s %-10s %-16s %12s\n", "layer", "type", "output", "params");
+  absl::StrAppend(&out, absl::StrFormat("%-6s %-10s %-16s %12s\n", "", "input",
+                                        ShapeToString(s.input_shape), ""));
+  for (const LayerSummary& l : s.layers) {
+    absl::StrAppend(&out, absl::StrFormat("%-6d %-10s %-16s %12d\n", l.index, l.type,
+                                          ShapeToString(l.output_shape), l.parameters));
+  }
+  absl::StrAppend(&out, absl::StrFormat(
+                            "parameters: %d (%d weights + %d biases), %d bytes as float32 "
+                            "(weights %d bytes)\n",
+                            s.parameters(), s.weights, s.biases, s.bytes(), s.weights * 4));
+  return out;
+}
+
+absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) {
+  if (x.rank() != static_cast<int>(input_shape_.size()) + 1 || x.dim(0) < 1 ||
+      Shape(x.shape().begin() + 1, x.shape().end()) != input_shape_) {
+    return absl::InvalidArgumentError(absl::StrCat("the input has shape ", ShapeToString(x.shape()),
+                                                   "; the model expects [batch] + ",
+                                                   ShapeToString(input_shape_)));
+  }
+  const Tensor* in = &x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->Forward(*backend_, *in, &activations_[i]);
+    in = &activations_[i];
+  }
+  return in;
+}
+
+absl::StatusOr<LossResult> Model::Evaluate(const Tensor& x, const Targets& targets) {
+  ASSIGN_OR_RETURN(const Tensor* out, Forward(x));
+  return loss_->Compute(*backend_, *out, targets, nullptr);
+}
+
+absl::StatusOr<LossResult> Model::ComputeGradients(const Tensor& x, const Targets& targets) {
+  ASSIGN_OR_RETURN(const Tensor* out, Forward(x));
+  ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out, targets, &loss_grad_));
+  const Tensor* dy = &loss_grad_;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const Tensor& in = i == 0 ? x : activations_[i - 1];
+    // The first layer's input gradient is never needed: skip computing it.
+    Tensor* dx = i == 0 ? nullptr : (dy == &grad_a_ ? &grad_b_ : &grad_a_);
+    layers_[i]->Backward(*backend_, in, activations_[i], *dy, dx);
+    dy = dx;
+  }
+  return result;
+}
+
+}  // namespace psgrid

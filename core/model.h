@@ -1,0 +1,86 @@
+// Model: a sequence of layers built from a model description, with its loss and parameters.
+//
+//   ASSIGN_OR_RETURN(auto model, Model::Create(spec.model(), /*input=*/{28, 28},
+//                                              /*outputs=*/10, &backend));
+//   ASSIGN_OR_RETURN(LossResult r, model->ComputeGradients(x, targets));
+//   // model->parameters().grads() now holds ∂loss/∂parameters
+//
+// Parameter names and shapes are those of the equivalent torch.nn.Sequential state dict
+// ("0.weight" [256, 784], "0.bias" [256], ...), stored without transposes. Not thread-safe:
+// one model per training thread. The backend is borrowed and must outlive the model.
+#ifndef PSGRID_CORE_MODEL_H_
+#define PSGRID_CORE_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/backend/backend.h"
+#include "core/layers/layer.h"
+#include "core/loss.h"
+#include "core/parameters.h"
+#include "psgrid/v1/job.pb.h"
+
+namespace psgrid {
+
+struct LayerSummary {
+  int index;
+  std::string type;
+  Shape output_shape;  // per sample
+  int64_t parameters;
+};
+
+struct ModelSummary {
+  Shape input_shape;
+  std::vector<LayerSummary> layers;
+  int64_t weights = 0;  // elements of weight tensors
+  int64_t biases = 0;   // elements of bias tensors
+  int64_t parameters() const { return weights + biases; }
+  int64_t bytes() const { return parameters() * 4; }  // float32
+};
+
+// A human-readable table of the summary.
+std::string FormatSummary(const ModelSummary& summary);
+
+class Model {
+ public:
+  // Builds the layers for per-sample `input_shape`; `outputs` is the number of classes
+  // (softmax_cross_entropy) or of target values (mse) the last layer must produce.
+  // Parameters are allocated and initialised from spec.init. INVALID_ARGUMENT names the
+  // offending field (e.g. "model.layers[4].units") when the layers do not fit the data.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const v1::ModelSpec& spec,
+                                                       const Shape& input_shape, int64_t outputs,
+                                                       Backend* backend);
+
+  ParameterSet& parameters() { return params_; }
+  const ParameterSet& parameters() const { return params_; }
+  const Loss& loss() const { return *loss_; }
+  ModelSummary Summary() const;
+
+  // Forward pass of x [batch, input shape...]; the output [batch, outputs] stays valid until
+  // the next call. INVALID_ARGUMENT when x does not have the input shape.
+  absl::StatusOr<const Tensor*> Forward(const Tensor& x);
+  // Forward, loss and backward: overwrites parameters().grads() with the gradient of the mean
+  // loss over the batch.
+  absl::StatusOr<LossResult> ComputeGradients(const Tensor& x, const Targets& targets);
+  // Forward and loss only.
+  absl::StatusOr<LossResult> Evaluate(const Tensor& x, const Targets& targets);
+
+ private:
+  Model() = default;
+
+  Backend* backend_ = nullptr;
+  Shape input_shape_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Shape> output_shapes_;
+  std::unique_ptr<Loss> loss_;
+  ParameterSet params_;
+  // activations_[i] is the output of layer i; grad_a_/grad_b_ carry ∂L/∂activation backwards.
+  std::vector<Tensor> activations_;
+  Tensor loss_grad_, grad_a_, grad_b_;
+};
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CORE_MODEL_H_

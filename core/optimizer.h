@@ -1,0 +1,39 @@
+// Optimizer: the update rule that turns a gradient into new weights. One implementation,
+// used by the single-process trainer now and by the parameter server later.
+//
+//   sgd:      W ← W − η·g
+//   momentum: V ← μ·V − η·g;  W ← W + V   (equals torch.optim.SGD(momentum=μ) at constant η)
+//
+// Works on a flat parameter arena (ParameterSet::values()). Holds its state (the velocity)
+// itself, named so that snapshots can save and restore it. Not thread-safe.
+#ifndef PSGRID_CORE_OPTIMIZER_H_
+#define PSGRID_CORE_OPTIMIZER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/backend/backend.h"
+#include "core/tensor.h"
+#include "psgrid/v1/job.pb.h"
+
+namespace psgrid {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update of `weights` (n elements) from `grads` (n elements).
+  virtual void Step(Backend& backend, Tensor& weights, const Tensor& grads) = 0;
+  // Named state buffers (e.g. {"velocity", ...}); empty for plain SGD.
+  virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;
+};
+
+// From the spec, for a parameter arena of `num_parameters` floats. INVALID_ARGUMENT names the
+// field for an unknown type or an impossible hyper-parameter.
+absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
+                                                           int64_t num_parameters);
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CORE_OPTIMIZER_H_

@@ -1,0 +1,53 @@
+// Helpers shared by the tests: status matchers and a small spec builder.
+#ifndef PSGRID_TESTS_TEST_UTIL_H_
+#define PSGRID_TESTS_TEST_UTIL_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "psgrid/v1/job.pb.h"
+
+namespace psgrid::testing {
+
+// EXPECT_OK(status_or_statusor)
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
+
+#define EXPECT_OK(expr) EXPECT_TRUE(::psgrid::testing::StatusOf(expr).ok()) \
+    << ::psgrid::testing::StatusOf(expr)
+#define ASSERT_OK(expr) ASSERT_TRUE(::psgrid::testing::StatusOf(expr).ok()) \
+    << ::psgrid::testing::StatusOf(expr)
+
+// Asserts `expr` fails with `code` and a message containing `substr`.
+#define EXPECT_STATUS(expr, expected_code, substr)                                        \
+  do {                                                                           \
+    const absl::Status psgrid_s_ = ::psgrid::testing::StatusOf(expr);            \
+    EXPECT_EQ(psgrid_s_.code(), expected_code) << psgrid_s_;                              \
+    EXPECT_THAT(std::string(psgrid_s_.message()), ::testing::HasSubstr(substr)); \
+  } while (0)
+
+// A model spec from (type, units) pairs, e.g. {{"dense", 4}, {"relu", 0}}.
+inline v1::ModelSpec MakeModelSpec(const std::vector<std::pair<std::string, int>>& layers,
+                                   const std::string& loss = "softmax_cross_entropy",
+                                   uint64_t seed = 1) {
+  v1::ModelSpec spec;
+  for (const auto& [type, units] : layers) {
+    v1::LayerSpec* l = spec.add_layers();
+    l->set_type(type);
+    l->set_units(units);
+  }
+  spec.set_loss(loss);
+  spec.mutable_init()->set_scheme("he");
+  spec.mutable_init()->set_seed(seed);
+  return spec;
+}
+
+}  // namespace psgrid::testing
+
+#endif  // PSGRID_TESTS_TEST_UTIL_H_
