@@ -4,6 +4,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/backend/cpu_backend.h"
 #include "core/backend/registry.h"
@@ -28,6 +29,13 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// Prefixes a spec error (which names the field) with the spec file, keeping the code.
+template <typename T>
+absl::StatusOr<T> WithSource(const std::string& spec_path, absl::StatusOr<T> result) {
+  if (result.ok() || result.status().code() != absl::StatusCode::kInvalidArgument) return result;
+  return absl::InvalidArgumentError(absl::StrCat(spec_path, ": ", result.status().message()));
+}
+
 absl::Status RunLocal(const LocalOptions& opts) {
   ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecFile(opts.spec_path));
   if (opts.epochs > 0) spec.mutable_training()->set_epochs(opts.epochs);
@@ -39,7 +47,8 @@ absl::Status RunLocal(const LocalOptions& opts) {
                spec.name().c_str(), spec.training().workers(), spec.training().batch_size(),
                spec.training().epochs(), spec.optimizer().type().c_str(),
                spec.optimizer().learning_rate(), std::string(backend->name()).c_str(), threads);
-  ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer, LocalTrainer::Create(spec, backend.get()));
+  ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer,
+                   WithSource(opts.spec_path, LocalTrainer::Create(spec, backend.get())));
   std::fprintf(log, "data: %lld training and %lld test samples from %s\n",
                static_cast<long long>(trainer->data().train.size()),
                static_cast<long long>(trainer->data().test.size()), spec.data().path().c_str());
@@ -75,7 +84,8 @@ absl::Status RunLocal(const LocalOptions& opts) {
 absl::Status RunSummary(const std::string& spec_path) {
   ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecFile(spec_path));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend("cpu"));
-  ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer, LocalTrainer::Create(spec, backend.get()));
+  ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer,
+                   WithSource(spec_path, LocalTrainer::Create(spec, backend.get())));
   std::fputs(FormatSummary(trainer->model().Summary()).c_str(), stdout);
   return absl::OkStatus();
 }

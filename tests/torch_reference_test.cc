@@ -1,0 +1,163 @@
+// psgrid against PyTorch, the outside reference: the same model, parameters and batch give the
+// same loss and gradients as torch.nn.Sequential (computed in float64 there), and momentum SGD
+// gives the same weights as torch.optim.SGD. Skipped, saying so, when python3-torch is absent.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/backend/cpu_backend.h"
+#include "core/model.h"
+#include "core/optimizer.h"
+#include "core/rng.h"
+#include "tests/test_util.h"
+
+namespace psgrid {
+namespace {
+
+using ::psgrid::testing::MakeModelSpec;
+
+// Debian's python3-torch lives in the system Python, not in whatever python3 PATH finds first.
+bool TorchAvailable() {
+  static const bool available =
+      std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
+  return available;
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/psgrid_torch_XXXXXX";
+  return mkdtemp(tmpl.data()) ? tmpl : "";
+}
+
+template <typename T>
+void WriteRaw(const std::string& dir, const std::string& name, const T* data, size_t n) {
+  std::ofstream out(dir + "/" + name + ".bin", std::ios::binary);
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(T)));
+}
+
+std::vector<float> ReadRaw(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+bool RunTorch(const std::string& dir) {
+  return std::system(("/usr/bin/python3 tests/torch_reference.py " + dir).c_str()) == 0;
+}
+
+void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int64_t out) {
+  SCOPED_TRACE(spec.loss());
+  CpuBackend backend;
+  auto model_or = Model::Create(spec, {in}, out, &backend);
+  ASSERT_OK(model_or);
+  Model& model = **model_or;
+  Rng rng(99);
+  for (float& v : model.parameters().values().span()) v = rng.Uniform(-0.5f, 0.5f);
+  Tensor x({batch, in});
+  for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
+  std::vector<int32_t> labels(batch);
+  for (int32_t& l : labels) l = static_cast<int32_t>(rng.Below(out));
+  Tensor values({batch, out});
+  for (float& v : values.span()) v = rng.Uniform(-1.0f, 1.0f);
+  Targets targets;
+  if (model.loss().uses_labels()) {
+    targets.labels = labels;
+  } else {
+    targets.values = &values;
+  }
+  auto result = model.ComputeGradients(x, targets);
+  ASSERT_OK(result);
+
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  std::vector<std::string> layers, params;
+  for (const v1::LayerSpec& l : spec.layers()) {
+    layers.push_back(absl::StrCat("{\"type\": \"", l.type(), "\", \"units\": ", l.units(), "}"));
+  }
+  ParameterSet& p = model.parameters();
+  for (int i = 0; i < static_cast<int>(p.infos().size()); ++i) {
+    const ParamInfo& info = p.infos()[i];
+    params.push_back(absl::StrCat("{\"name\": \"", info.name, "\", \"shape\": [",
+                                  absl::StrJoin(info.shape, ", "), "]}"));
+    WriteRaw(dir, "param_" + info.name, p.Value(i).data(), info.size);
+  }
+  WriteRaw(dir, "x", x.data(), x.size());
+  WriteRaw(dir, "labels", labels.data(), labels.size());
+  WriteRaw(dir, "targets", values.data(), values.size());
+  std::ofstream(dir + "/manifest.json")
+      << "{\"layers\": [" << absl::StrJoin(layers, ", ") << "], \"loss\": \"" << spec.loss()
+      << "\", \"x_shape\": [" << batch << ", " << in << "], \"params\": ["
+      << absl::StrJoin(params, ", ") << "]}";
+  ASSERT_TRUE(RunTorch(dir)) << "tests/torch_reference.py failed on " << dir;
+
+  std::ifstream loss_file(dir + "/loss.txt");
+  double torch_loss = 0;
+  loss_file >> torch_loss;
+  EXPECT_NEAR(result->loss, torch_loss, 1e-5 * std::max(1.0, std::abs(torch_loss)));
+  const std::vector<float> torch_grads = ReadRaw(dir + "/grads.bin");
+  size_t k = 0;
+  for (int i = 0; i < static_cast<int>(p.infos().size()); ++i) {
+    Tensor g = p.Grad(i);
+    for (int64_t j = 0; j < g.size(); ++j, ++k) {
+      ASSERT_LT(k, torch_grads.size());
+      EXPECT_NEAR(g[j], torch_grads[k], 1e-5 + 1e-4 * std::abs(torch_grads[k]))
+          << p.infos()[i].name << "[" << j << "]";
+    }
+  }
+  EXPECT_EQ(k, torch_grads.size());
+}
+
+TEST(TorchReference, MlpGradientsWithCrossEntropyMatchTorch) {
+  if (!TorchAvailable()) GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
+  CompareWithTorch(MakeModelSpec({{"dense", 32}, {"relu", 0}, {"dense", 16}, {"tanh", 0},
+                                  {"dense", 8}, {"sigmoid", 0}, {"dense", 5}}),
+                   7, 12, 5);
+}
+
+TEST(TorchReference, MlpGradientsWithMseMatchTorch) {
+  if (!TorchAvailable()) GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
+  CompareWithTorch(MakeModelSpec({{"dense", 9}, {"relu", 0}, {"dense", 3}}, "mse"), 4, 6, 3);
+}
+
+TEST(TorchReference, MomentumMatchesTorchOptimSgd) {
+  if (!TorchAvailable()) GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
+  constexpr int64_t kN = 50;
+  constexpr int kSteps = 5;
+  Rng rng(5);
+  Tensor w({kN});
+  for (float& v : w.span()) v = rng.Uniform(-1.0f, 1.0f);
+  std::vector<float> grads(kN * kSteps);
+  for (float& g : grads) g = rng.Uniform(-1.0f, 1.0f);
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  WriteRaw(dir, "w", w.data(), kN);
+  WriteRaw(dir, "g", grads.data(), grads.size());
+  std::ofstream(dir + "/manifest.json") << "{\"n\": " << kN << ", \"optimizer\": {\"lr\": 0.05, "
+                                        << "\"momentum\": 0.9, \"steps\": " << kSteps << "}}";
+  ASSERT_TRUE(RunTorch(dir));
+
+  CpuBackend backend;
+  v1::OptimizerSpec spec;
+  spec.set_type("momentum");
+  spec.set_learning_rate(0.05);
+  spec.set_momentum(0.9);
+  auto opt = CreateOptimizer(spec, kN);
+  ASSERT_OK(opt);
+  for (int s = 0; s < kSteps; ++s) {
+    Tensor g = Tensor::View(grads.data() + s * kN, {kN});
+    (*opt)->Step(backend, w, g);
+  }
+  const std::vector<float> torch_w = ReadRaw(dir + "/weights.bin");
+  ASSERT_EQ(torch_w.size(), static_cast<size_t>(kN));
+  for (int64_t i = 0; i < kN; ++i) EXPECT_NEAR(w[i], torch_w[i], 1e-6) << "w[" << i << "]";
+}
+
+}  // namespace
+}  // namespace psgrid
