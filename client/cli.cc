@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/backend/blas_kernel.h"
 #include "core/backend/cpu_backend.h"
 #include "core/backend/registry.h"
 #include "core/status_macros.h"
@@ -43,10 +44,13 @@ absl::Status RunLocal(const LocalOptions& opts) {
   const int threads = SetBlasThreads(opts.blas_threads);
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(opts.backend));
   std::FILE* log = opts.json ? stderr : stdout;
-  std::fprintf(log, "job %s: %d worker(s) x batch %d, %d epoch(s), %s lr %g, backend %s (%d BLAS thread(s))\n",
+  std::fprintf(log,
+               "job %s: %d worker(s) x batch %d, %d epoch(s), %s lr %g, backend %s "
+               "(OpenBLAS %s kernel, %d thread(s))\n",
                spec.name().c_str(), spec.training().workers(), spec.training().batch_size(),
                spec.training().epochs(), spec.optimizer().type().c_str(),
-               spec.optimizer().learning_rate(), std::string(backend->name()).c_str(), threads);
+               spec.optimizer().learning_rate(), std::string(backend->name()).c_str(),
+               BlasKernelName().c_str(), threads);
   ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer,
                    WithSource(opts.spec_path, LocalTrainer::Create(spec, backend.get())));
   std::fprintf(log, "data: %lld training and %lld test samples from %s\n",
@@ -73,10 +77,10 @@ absl::Status RunLocal(const LocalOptions& opts) {
   if (opts.json) {
     std::printf(
         "{\"job\": \"%s\", \"steps\": %lld, \"samples\": %lld, \"train_seconds\": %.4f, "
-        "\"samples_per_s\": %.1f, \"test_loss\": %.6f, \"test_acc\": %.6f, \"blas_threads\": %d}\n",
+        "\"samples_per_s\": %.1f, \"test_loss\": %.6f, \"test_acc\": %.6f, \"blas_threads\": %d, \"blas_kernel\": \"%s\"}\n",
         spec.name().c_str(), static_cast<long long>(result.steps),
         static_cast<long long>(result.samples), result.train_seconds, result.samples_per_second,
-        result.test_loss, result.test_accuracy, threads);
+        result.test_loss, result.test_accuracy, threads, BlasKernelName().c_str());
   }
   return absl::OkStatus();
 }
@@ -127,7 +131,7 @@ int RunCli(int argc, char** argv) {
     return s.ok() ? 0 : Fail(s);
   }
   if (*version_cmd) {
-    std::printf("psgrid %s\n", PSGRID_VERSION);
+    std::printf("psgrid %s (OpenBLAS %s kernel)\n", PSGRID_VERSION, BlasKernelName().c_str());
     return 0;
   }
   return 2;
