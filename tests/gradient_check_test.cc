@@ -14,6 +14,7 @@ namespace psgrid {
 namespace {
 
 using ::psgrid::testing::MakeModelSpec;
+using ::psgrid::testing::RandomBatch;
 
 constexpr double kStep = 1e-2;  // perturbation; float32 forward noise limits how small it can be
 
@@ -160,18 +161,10 @@ void CheckModel(const v1::ModelSpec& spec, int64_t batch, int64_t in, int64_t ou
   ASSERT_OK(model_or);
   Model& model = **model_or;
   Rng rng(seed);
-  Tensor x({batch, in});
+  RandomBatch batch_data(rng, batch, in, out);
+  Tensor& x = batch_data.x;
   FillAwayFromZero(rng, x);
-  std::vector<int32_t> labels(batch);
-  for (int32_t& l : labels) l = static_cast<int32_t>(rng.Below(out));
-  Tensor values({batch, out});
-  for (float& v : values.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Targets targets;
-  if (model.loss().uses_labels()) {
-    targets.labels = labels;
-  } else {
-    targets.values = &values;
-  }
+  const Targets targets = batch_data.targets(model.loss());
   ASSERT_OK(model.ComputeGradients(x, targets));
   const Tensor analytic = model.parameters().grads();
   for (const ParamInfo& info : model.parameters().infos()) {

@@ -10,6 +10,9 @@
 #include "absl/status/statusor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/loss.h"
+#include "core/rng.h"
+#include "core/tensor.h"
 #include "psgrid/v1/job.pb.h"
 
 namespace psgrid::testing {
@@ -47,6 +50,34 @@ inline v1::ModelSpec MakeModelSpec(const std::vector<std::pair<std::string, int>
   spec.mutable_init()->set_seed(seed);
   return spec;
 }
+
+// A random batch for a model with `in` inputs and `out` outputs: x uniform in [-1, 1), labels
+// in [0, out), regression values in [-1, 1). Not copyable: targets() points into it.
+struct RandomBatch {
+  RandomBatch(Rng& rng, int64_t batch, int64_t in, int64_t out)
+      : x({batch, in}), labels(batch), values({batch, out}) {
+    for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
+    for (int32_t& l : labels) l = static_cast<int32_t>(rng.Below(out));
+    for (float& v : values.span()) v = rng.Uniform(-1.0f, 1.0f);
+  }
+  RandomBatch(const RandomBatch&) = delete;
+  RandomBatch& operator=(const RandomBatch&) = delete;
+
+  // Labels for a classification loss, values for a regression loss.
+  Targets targets(const Loss& loss) const {
+    Targets t;
+    if (loss.uses_labels()) {
+      t.labels = labels;
+    } else {
+      t.values = &values;
+    }
+    return t;
+  }
+
+  Tensor x;
+  std::vector<int32_t> labels;
+  Tensor values;
+};
 
 }  // namespace psgrid::testing
 

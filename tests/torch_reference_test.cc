@@ -21,6 +21,7 @@ namespace psgrid {
 namespace {
 
 using ::psgrid::testing::MakeModelSpec;
+using ::psgrid::testing::RandomBatch;
 
 // Debian's python3-torch lives in the system Python, not in whatever python3 PATH finds first.
 bool TorchAvailable() {
@@ -60,19 +61,9 @@ void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int6
   Model& model = **model_or;
   Rng rng(99);
   for (float& v : model.parameters().values().span()) v = rng.Uniform(-0.5f, 0.5f);
-  Tensor x({batch, in});
-  for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
-  std::vector<int32_t> labels(batch);
-  for (int32_t& l : labels) l = static_cast<int32_t>(rng.Below(out));
-  Tensor values({batch, out});
-  for (float& v : values.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Targets targets;
-  if (model.loss().uses_labels()) {
-    targets.labels = labels;
-  } else {
-    targets.values = &values;
-  }
-  auto result = model.ComputeGradients(x, targets);
+  RandomBatch data(rng, batch, in, out);
+  const Tensor& x = data.x;
+  auto result = model.ComputeGradients(x, data.targets(model.loss()));
   ASSERT_OK(result);
 
   const std::string dir = MakeTempDir();
@@ -89,8 +80,8 @@ void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int6
     WriteRaw(dir, "param_" + info.name, p.Value(i).data(), info.size);
   }
   WriteRaw(dir, "x", x.data(), x.size());
-  WriteRaw(dir, "labels", labels.data(), labels.size());
-  WriteRaw(dir, "targets", values.data(), values.size());
+  WriteRaw(dir, "labels", data.labels.data(), data.labels.size());
+  WriteRaw(dir, "targets", data.values.data(), data.values.size());
   std::ofstream(dir + "/manifest.json")
       << "{\"layers\": [" << absl::StrJoin(layers, ", ") << "], \"loss\": \"" << spec.loss()
       << "\", \"x_shape\": [" << batch << ", " << in << "], \"params\": ["
