@@ -52,6 +52,10 @@ class Backend {
   virtual double MeanSquaredError(int64_t n, const float* pred, const float* target,
                                   float* dpred) = 0;
 
+  // y ← y + alpha·x and x ← alpha·x over n elements (gradient averaging).
+  virtual void Axpy(int64_t n, float alpha, const float* x, float* y) = 0;
+  virtual void Scale(int64_t n, float alpha, float* x) = 0;
+
   // Optimizer kernels over n parameters.
   // SGD: w ← w − lr·g.
   virtual void SgdUpdate(int64_t n, float lr, const float* grad, float* weights) = 0;

@@ -94,6 +94,14 @@ double CpuBackend::MeanSquaredError(int64_t n, const float* pred, const float* t
   return total / static_cast<double>(n);
 }
 
+void CpuBackend::Axpy(int64_t n, float alpha, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void CpuBackend::Scale(int64_t n, float alpha, float* x) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
 void CpuBackend::SgdUpdate(int64_t n, float lr, const float* grad, float* weights) {
   for (int64_t i = 0; i < n; ++i) weights[i] -= lr * grad[i];
 }

@@ -1,5 +1,6 @@
 // CpuBackend: the Backend on the host, with OpenBLAS for the matrix products and plain loops
-// (auto-vectorised) for the element-wise operations. Thread-compatible: one user at a time.
+// (auto-vectorised) for the element-wise operations. Stateless, so thread-safe: several jobs
+// of a server may share one.
 #ifndef PSGRID_CORE_BACKEND_CPU_BACKEND_H_
 #define PSGRID_CORE_BACKEND_CPU_BACKEND_H_
 
@@ -25,6 +26,8 @@ class CpuBackend final : public Backend {
                              const int32_t* labels, float* dlogits, int64_t* correct) override;
   double MeanSquaredError(int64_t n, const float* pred, const float* target,
                           float* dpred) override;
+  void Axpy(int64_t n, float alpha, const float* x, float* y) override;
+  void Scale(int64_t n, float alpha, float* x) override;
   void SgdUpdate(int64_t n, float lr, const float* grad, float* weights) override;
   void MomentumUpdate(int64_t n, float lr, float momentum, const float* grad, float* velocity,
                       float* weights) override;

@@ -51,6 +51,12 @@ absl::StatusOr<TrainTestData> LoadJobData(const v1::DataSpec& spec) {
                                                  "'; expected fashion-mnist, mnist or csv"));
 }
 
+absl::StatusOr<DataShape> DescribeJobData(const v1::DataSpec& spec) {
+  ASSIGN_OR_RETURN(TrainTestData data, LoadJobData(spec));
+  return DataShape{data.train.sample_shape(), OutputWidth(data.train), data.train.size(),
+                   data.train.is_regression()};
+}
+
 int64_t OutputWidth(const Dataset& data) {
   if (data.is_regression()) return data.targets.size() / std::max<int64_t>(1, data.size());
   return data.num_classes;

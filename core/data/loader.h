@@ -14,6 +14,18 @@ namespace psgrid {
 
 absl::StatusOr<TrainTestData> LoadJobData(const v1::DataSpec& spec);
 
+// What a model must fit, known without keeping the data.
+struct DataShape {
+  Shape sample_shape;    // per sample, e.g. {28, 28}
+  int64_t output_width;  // classes (labels) or target values (regression)
+  int64_t train_samples;
+  bool regression;
+};
+
+// The shape of the data a spec names (reads it; the parameter server uses this at submit time
+// to reject models that do not fit). Errors as LoadJobData.
+absl::StatusOr<DataShape> DescribeJobData(const v1::DataSpec& spec);
+
 // Number of values the model must output per sample: classes or target width.
 int64_t OutputWidth(const Dataset& data);
 

@@ -1,0 +1,298 @@
+#include "server/job.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace psgrid {
+namespace {
+
+// Progress events for steps are throttled to this period; state and epoch changes are not.
+constexpr absl::Duration kStepEventPeriod = absl::Milliseconds(200);
+
+}  // namespace
+
+std::string JobStateName(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_PENDING: return "pending";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_COMPLETED: return "completed";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_STOPPED: return "stopped";
+    default: return "unspecified";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSpec& spec,
+                                                 const DataShape& data, Backend* backend) {
+  if (data.regression != (spec.model().loss() == "mse")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.loss: ", spec.model().loss(), " does not fit the ",
+        data.regression ? "regression targets of " : "class labels of ", spec.data().dataset(),
+        data.regression ? " (use mse)" : " (use softmax_cross_entropy)"));
+  }
+  if (data.train_samples < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.path: ", spec.data().path(), " has no training samples"));
+  }
+  std::unique_ptr<Job> job(new Job());
+  job->id_ = std::move(id);
+  job->spec_ = spec;
+  job->backend_ = backend;
+  const v1::TrainingSpec& t = spec.training();
+  const int64_t global_batch = static_cast<int64_t>(t.workers()) * t.batch_size();
+  job->steps_per_epoch_ = (data.train_samples + global_batch - 1) / global_batch;
+  job->total_steps_ = job->steps_per_epoch_ * t.epochs();
+  if (t.max_steps() > 0) job->total_steps_ = std::min(job->total_steps_, t.max_steps());
+
+  absl::MutexLock lock(&job->mu_);
+  ASSIGN_OR_RETURN(job->model_,
+                   Model::Create(spec.model(), data.sample_shape, data.output_width, backend));
+  ParameterSet& params = job->model_->parameters();
+  ASSIGN_OR_RETURN(job->optimizer_, CreateOptimizer(spec.optimizer(), params.total_size()));
+  job->layout_ = params.infos();
+  job->gradient_sum_ = Tensor({params.total_size()});
+  job->published_ = std::make_shared<const Tensor>(params.values());
+  return job;
+}
+
+absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) {
+  absl::MutexLock lock(&mu_);
+  const int world = spec_.training().workers();
+  if (EndedLocked() || static_cast<int>(workers_.size()) >= world) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id_, " needs no more workers (", JobStateName(state_), ", ",
+                     workers_.size(), " of ", world, " joined)"));
+  }
+  const int rank = static_cast<int>(workers_.size());
+  WorkerState& w = workers_.emplace_back();
+  w.id = absl::StrCat(id_, "/w", rank);
+  w.name = worker_name;
+  w.last_seen = absl::Now();
+  if (static_cast<int>(workers_.size()) == world) {
+    started_ = window_start_ = absl::Now();
+    SetStateLocked(v1::JOB_STATE_RUNNING, "");
+  } else {
+    message_ = absl::StrCat("waiting for workers: ", workers_.size(), " of ", world, " joined");
+    ++revision_;
+  }
+  return WorkerAssignment{w.id, rank, world, total_steps_};
+}
+
+bool Job::NeedsWorkers() const {
+  absl::MutexLock lock(&mu_);
+  return state_ == v1::JOB_STATE_PENDING &&
+         static_cast<int>(workers_.size()) < spec_.training().workers();
+}
+
+Job::WorkerState* Job::FindWorkerLocked(const std::string& worker_id) {
+  for (WorkerState& w : workers_) {
+    if (w.id == worker_id) return &w;
+  }
+  return nullptr;
+}
+
+bool Job::EndedLocked() const {
+  return state_ == v1::JOB_STATE_COMPLETED || state_ == v1::JOB_STATE_FAILED ||
+         state_ == v1::JOB_STATE_STOPPED;
+}
+
+bool Job::Ended() const {
+  absl::MutexLock lock(&mu_);
+  return EndedLocked();
+}
+
+absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(push.worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", push.worker_id, "'"));
+  }
+  w->last_seen = absl::Now();
+  if (push.step < version_ || (push.step == version_ && w->pushed_step == push.step)) {
+    return true;  // a retry of a push that was already counted
+  }
+  if (state_ != v1::JOB_STATE_RUNNING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id_, " is ", JobStateName(state_), "; it takes no gradients"));
+  }
+  if (push.step > version_ || push.step >= total_steps_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a gradient for step ", push.step, " but job ", id_, " is at step ", version_, " of ",
+        total_steps_));
+  }
+  if (push.sample_count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("sample_count ", push.sample_count, " < 0"));
+  }
+  if (!std::isfinite(push.loss_sum)) {
+    return absl::InvalidArgumentError("loss_sum is not a finite number");
+  }
+  if (push.gradients == nullptr || push.gradients->size() != gradient_sum_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the gradient has ", push.gradients ? push.gradients->size() : 0,
+        " values; the model has ", gradient_sum_.size()));
+  }
+  if (push.sample_count > 0) {
+    backend_->Axpy(gradient_sum_.size(), static_cast<float>(push.sample_count),
+                   push.gradients->data(), gradient_sum_.data());
+  }
+  w->pushed_step = push.step;
+  ++pushes_this_step_;
+  samples_this_step_ += push.sample_count;
+  loss_sum_this_step_ += push.loss_sum;
+  if (pushes_this_step_ == static_cast<int>(workers_.size())) ApplyStepLocked();
+  return false;
+}
+
+void Job::ApplyStepLocked() {
+  ParameterSet& params = model_->parameters();
+  if (samples_this_step_ > 0) {
+    backend_->Scale(gradient_sum_.size(), 1.0f / static_cast<float>(samples_this_step_),
+                    gradient_sum_.data());
+    optimizer_->Step(*backend_, params.values(), gradient_sum_);
+    train_loss_ = loss_sum_this_step_ / static_cast<double>(samples_this_step_);
+  }
+  gradient_sum_.SetZero();
+  ++version_;
+  published_ = std::make_shared<const Tensor>(params.values());
+
+  const absl::Time now = absl::Now();
+  window_samples_ += samples_this_step_;
+  const double window = absl::ToDoubleSeconds(now - window_start_);
+  bool event = false;
+  if (window >= 1.0 || samples_per_second_ == 0) {
+    if (window > 0) samples_per_second_ = static_cast<double>(window_samples_) / window;
+    if (window >= 1.0) {
+      window_samples_ = 0;
+      window_start_ = now;
+    }
+  }
+  if (now - last_step_event_ >= kStepEventPeriod || version_ % steps_per_epoch_ == 0 ||
+      version_ == total_steps_) {
+    event = true;
+    last_step_event_ = now;
+  }
+  pushes_this_step_ = 0;
+  samples_this_step_ = 0;
+  loss_sum_this_step_ = 0;
+  if (version_ == total_steps_) message_ = "evaluating the final weights";
+  if (event) ++revision_;
+}
+
+absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, min_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return version_ >= min_version || EndedLocked();
+  };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
+    return absl::DeadlineExceededError(absl::StrCat("job ", id_, " did not reach version ",
+                                                    min_version, " in time (at ", version_, ")"));
+  }
+  return ParameterSnapshot{version_, state_, published_};
+}
+
+absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
+                                double test_loss, double test_accuracy) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
+  }
+  w->last_seen = absl::Now();
+  if (epoch >= epochs_evaluated_) {
+    epochs_evaluated_ = epoch;
+    test_loss_ = test_loss;
+    test_accuracy_ = test_accuracy;
+    ++revision_;
+  }
+  if (version == total_steps_ && version_ == total_steps_ && state_ == v1::JOB_STATE_RUNNING) {
+    SetStateLocked(v1::JOB_STATE_COMPLETED, "");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::JobState> Job::Heartbeat(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
+  }
+  w->last_seen = absl::Now();
+  return state_;
+}
+
+void Job::CheckLiveness(absl::Time now, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  if (EndedLocked()) return;
+  for (size_t rank = 0; rank < workers_.size(); ++rank) {
+    const WorkerState& w = workers_[rank];
+    if (now - w.last_seen > timeout) {
+      SetStateLocked(v1::JOB_STATE_FAILED,
+                     absl::StrCat("worker rank ", rank, " (", w.name, ") has not been heard from for ",
+                                  absl::FormatDuration(now - w.last_seen)));
+      return;
+    }
+  }
+}
+
+void Job::Stop(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (!EndedLocked()) SetStateLocked(v1::JOB_STATE_STOPPED, reason);
+}
+
+void Job::Fail(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (!EndedLocked()) SetStateLocked(v1::JOB_STATE_FAILED, reason);
+}
+
+void Job::SetStateLocked(v1::JobState state, const std::string& message) {
+  state_ = state;
+  message_ = message;
+  if (EndedLocked()) ended_ = absl::Now();
+  ++revision_;
+}
+
+v1::JobStatus Job::StatusLocked() const {
+  v1::JobStatus s;
+  s.set_job_id(id_);
+  s.set_name(spec_.name());
+  s.set_state(state_);
+  s.set_message(message_);
+  s.set_step(version_);
+  s.set_total_steps(total_steps_);
+  const int64_t epochs_by_steps = (total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_;
+  s.set_epoch(static_cast<int32_t>(version_ == total_steps_ ? epochs_by_steps
+                                                            : version_ / steps_per_epoch_));
+  s.set_epochs(static_cast<int32_t>(epochs_by_steps));
+  s.set_train_loss(train_loss_);
+  s.set_samples_per_second(samples_per_second_);
+  s.set_test_loss(test_loss_);
+  s.set_test_accuracy(test_accuracy_);
+  s.set_workers(spec_.training().workers());
+  s.set_workers_joined(static_cast<int32_t>(workers_.size()));
+  if (started_ != absl::Time()) {
+    const absl::Time end = ended_ != absl::Time() ? ended_ : absl::Now();
+    s.set_wall_seconds(absl::ToDoubleSeconds(end - started_));
+  }
+  *s.mutable_spec() = spec_;
+  return s;
+}
+
+v1::JobStatus Job::Status() const {
+  absl::MutexLock lock(&mu_);
+  return StatusLocked();
+}
+
+v1::JobStatus Job::WaitForChange(int64_t* revision, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  const int64_t seen = *revision;
+  auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return revision_ != seen; };
+  mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
+  *revision = revision_;
+  return StatusLocked();
+}
+
+}  // namespace psgrid

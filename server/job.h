@@ -1,0 +1,160 @@
+// Job: one training job on the parameter server — its state machine, parameters, optimizer
+// state, workers and synchronous step aggregation. Knows nothing of gRPC.
+//
+// States: pending (waiting for its workers) → running → completed | failed | stopped.
+// Step t: every worker pushes one gradient computed on version t (the mean over its batch and
+// its sample count); when all have arrived the job averages them weighted by sample count,
+// applies the optimizer once and publishes version t+1. After the last step the job waits for
+// rank 0's evaluation of the final weights (ReportMetrics) and then completes.
+//
+// Thread-safe: every method may be called from any RPC thread.
+#ifndef PSGRID_SERVER_JOB_H_
+#define PSGRID_SERVER_JOB_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/backend/backend.h"
+#include "core/data/loader.h"
+#include "core/model.h"
+#include "core/optimizer.h"
+#include "core/parameters.h"
+#include "psgrid/v1/service.pb.h"
+
+namespace psgrid {
+
+struct WorkerAssignment {
+  std::string worker_id;
+  int rank;
+  int world_size;
+  int64_t total_steps;
+};
+
+struct GradientPush {
+  std::string worker_id;
+  int64_t step = 0;          // the version the gradient was computed on
+  int64_t sample_count = 0;  // samples behind the gradient (may be 0 at an epoch's tail)
+  double loss_sum = 0;
+  int64_t correct = 0;
+  const Tensor* gradients = nullptr;  // arena in layout() order; borrowed for the call
+};
+
+// An immutable published version of the parameters.
+struct ParameterSnapshot {
+  int64_t version = 0;
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  std::shared_ptr<const Tensor> values;  // arena in layout() order
+};
+
+class Job {
+ public:
+  // Builds the model (checking it against the data shape) and initialises the parameters.
+  // INVALID_ARGUMENT naming the spec field when the model does not fit. `backend` is
+  // borrowed and must outlive the job.
+  static absl::StatusOr<std::unique_ptr<Job>> Create(std::string id, const v1::JobSpec& spec,
+                                                      const DataShape& data, Backend* backend);
+
+  const std::string& id() const { return id_; }
+  const v1::JobSpec& spec() const { return spec_; }
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  // Parameter names, shapes and offsets in the arena (never changes).
+  const std::vector<ParamInfo>& layout() const { return layout_; }
+
+  // Gives a joining worker its rank; the job starts running when the last one joins.
+  // FAILED_PRECONDITION when the job has all its workers or has ended.
+  absl::StatusOr<WorkerAssignment> AddWorker(const std::string& worker_name);
+  bool NeedsWorkers() const;
+
+  // Counts a gradient for the current step; returns true for a duplicate (a retry of a push
+  // already counted, for this or an earlier step), which changes nothing.
+  // NOT_FOUND for an unknown worker; FAILED_PRECONDITION for a step ahead of the current one
+  // or a job that is not running; INVALID_ARGUMENT for a negative sample count, a non-finite
+  // loss or a gradient arena of the wrong size. A rejected push changes nothing.
+  absl::StatusOr<bool> PushGradients(const GradientPush& push);
+
+  // The newest parameters once version >= min_version, or at once when the job has ended.
+  // DEADLINE_EXCEEDED when neither happens by `deadline`.
+  absl::StatusOr<ParameterSnapshot> WaitForVersion(int64_t min_version, absl::Time deadline);
+
+  // Rank 0's evaluation at the end of an epoch. NOT_FOUND for an unknown worker.
+  absl::Status ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
+                             double test_loss, double test_accuracy);
+
+  // Marks the worker alive; returns the job's state. NOT_FOUND for an unknown worker.
+  absl::StatusOr<v1::JobState> Heartbeat(const std::string& worker_id);
+
+  // Fails a running or pending job whose worker has not been heard from for `timeout`.
+  void CheckLiveness(absl::Time now, absl::Duration timeout);
+
+  // Ends the job (stopped or failed) unless it has ended already; wakes every waiter.
+  void Stop(const std::string& reason);
+  void Fail(const std::string& reason);
+
+  v1::JobStatus Status() const;
+  bool Ended() const;
+  // Waits until the status has changed since `*revision` (or the deadline passes); updates
+  // *revision and returns the status then.
+  v1::JobStatus WaitForChange(int64_t* revision, absl::Time deadline);
+
+ private:
+  Job() = default;
+  struct WorkerState {
+    std::string id;
+    std::string name;
+    absl::Time last_seen;
+    int64_t pushed_step = -1;  // the last step this worker's gradient was counted for
+  };
+
+  void SetStateLocked(v1::JobState state, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  WorkerState* FindWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JobStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::string id_;
+  v1::JobSpec spec_;
+  Backend* backend_ = nullptr;
+  int64_t total_steps_ = 0;
+  int64_t steps_per_epoch_ = 0;
+  std::vector<ParamInfo> layout_;
+
+  mutable absl::Mutex mu_;
+  v1::JobState state_ ABSL_GUARDED_BY(mu_) = v1::JOB_STATE_PENDING;
+  std::string message_ ABSL_GUARDED_BY(mu_);
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;  // bumps on every visible change
+  std::vector<WorkerState> workers_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Model> model_ ABSL_GUARDED_BY(mu_);  // owns the working parameters
+  std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(mu_);
+  Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);  // Σ sample_count · gradient for the current step
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  int pushes_this_step_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
+  double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);
+  // Progress.
+  absl::Time started_ ABSL_GUARDED_BY(mu_);
+  absl::Time ended_ ABSL_GUARDED_BY(mu_);
+  double train_loss_ ABSL_GUARDED_BY(mu_) = 0;
+  double samples_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t window_samples_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time window_start_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_step_event_ ABSL_GUARDED_BY(mu_);
+  int epochs_evaluated_ ABSL_GUARDED_BY(mu_) = 0;
+  double test_loss_ ABSL_GUARDED_BY(mu_) = 0;
+  double test_accuracy_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// "running", "completed", ... (lower case, for users and JSON).
+std::string JobStateName(v1::JobState state);
+
+}  // namespace psgrid
+
+#endif  // PSGRID_SERVER_JOB_H_

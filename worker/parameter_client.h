@@ -1,0 +1,50 @@
+// ParameterClient: what a worker needs from the parameter server, whatever the transport
+// (gRPC in worker/rpc/, fakes in tests). Each call has a deadline; none waits forever.
+#ifndef PSGRID_WORKER_PARAMETER_CLIENT_H_
+#define PSGRID_WORKER_PARAMETER_CLIENT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/parameters.h"
+#include "core/tensor.h"
+#include "psgrid/v1/service.pb.h"
+
+namespace psgrid {
+
+struct PullResult {
+  int64_t version = 0;
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+};
+
+// Implementations are thread-safe (the heartbeat runs on its own thread).
+class ParameterClient {
+ public:
+  virtual ~ParameterClient() = default;
+
+  // Joins `job_id` (or, when empty, any job that needs a worker); waits up to `deadline`.
+  virtual absl::StatusOr<v1::RegisterWorkerResponse> Register(const std::string& job_id,
+                                                              const std::string& worker_name,
+                                                              absl::Time deadline) = 0;
+  // Sends the gradient arena (in `layout` order) for header.step.
+  virtual absl::StatusOr<v1::PushGradientsResponse> Push(const v1::PushHeader& header,
+                                                         const std::vector<ParamInfo>& layout,
+                                                         const Tensor& gradients,
+                                                         absl::Time deadline) = 0;
+  // Waits for version >= min_version (or the job's end) and writes the parameters into
+  // `values` (an arena in `layout` order).
+  virtual absl::StatusOr<PullResult> Pull(const std::string& job_id, const std::string& worker_id,
+                                          int64_t min_version, const std::vector<ParamInfo>& layout,
+                                          Tensor* values, absl::Time deadline) = 0;
+  virtual absl::Status ReportMetrics(const v1::ReportMetricsRequest& request,
+                                     absl::Time deadline) = 0;
+  virtual absl::StatusOr<v1::JobState> Heartbeat(const std::string& job_id,
+                                                 const std::string& worker_id,
+                                                 absl::Time deadline) = 0;
+};
+
+}  // namespace psgrid
+
+#endif  // PSGRID_WORKER_PARAMETER_CLIENT_H_

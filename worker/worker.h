@@ -1,0 +1,47 @@
+// Worker: joins a job, trains on its shard of the data and exchanges gradients and parameters
+// with the parameter server until the job ends.
+//
+// Loop: register (rank r of W, the spec) → load data, build the model → pull version 0 →
+// for each step t: gather its batch (BatchSampler, rank r) → forward/backward → push the
+// gradient for step t → pull version t+1. Rank 0 also evaluates the test set at every epoch's
+// end and after the last step, and reports it. A heartbeat thread keeps the job aware of the
+// worker. All maths goes through core/. Not thread-safe: one Run() per Worker.
+#ifndef PSGRID_WORKER_WORKER_H_
+#define PSGRID_WORKER_WORKER_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/backend/backend.h"
+#include "worker/parameter_client.h"
+
+namespace psgrid {
+
+struct WorkerOptions {
+  std::string job_id;                                   // "" = any job that needs workers
+  std::string name;                                     // "" = host:pid
+  absl::Duration rpc_timeout = absl::Seconds(60);       // per push/pull
+  absl::Duration wait_for_job = absl::Hours(24 * 365);  // how long to wait for a job at all
+  absl::Duration heartbeat_period = absl::Seconds(1);
+  bool verbose = true;                                  // progress lines on stderr
+};
+
+class Worker {
+ public:
+  // `client` and `backend` are borrowed and must outlive Run().
+  Worker(ParameterClient* client, Backend* backend, WorkerOptions options);
+
+  // Runs until the job ends. OK when the job completed or was stopped; an error when the job
+  // failed, the server stayed unreachable, or the data or spec could not be used.
+  absl::Status Run();
+
+ private:
+  ParameterClient* client_;
+  Backend* backend_;
+  WorkerOptions options_;
+};
+
+}  // namespace psgrid
+
+#endif  // PSGRID_WORKER_WORKER_H_
