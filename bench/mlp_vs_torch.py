@@ -84,7 +84,7 @@ def main():
             sides = ["psgrid", "torch"] if rep % 2 == 0 else ["torch", "psgrid"]
             for side in sides:
                 if side == "psgrid":
-                    r = run_json([psgrid, "local", "examples/fmnist_mlp.yaml", "--epochs", str(args.epochs),
+                    r = run_json([psgrid, "local", "examples/fmnist_mlp.yaml", "--single-process", "--epochs", str(args.epochs),
                                   "--blas-threads", str(threads), "--json"], threads, kernel)
                     ours.append(r)
                 else:

@@ -2,96 +2,71 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "client/command_util.h"
+#include "client/commands_jobs.h"
+#include "client/job_format.h"
+#include "client/local_runner.h"
+#include "client/single_process.h"
 #include "core/backend/blas_kernel.h"
-#include "core/backend/cpu_backend.h"
 #include "core/backend/registry.h"
 #include "core/status_macros.h"
-#include "proto/job_spec_codec.h"
 #include "worker/local_trainer.h"
+#include "worker/worker_main.h"
 
 namespace psgrid {
 namespace {
 
-struct LocalOptions {
-  std::string spec_path;
-  int epochs = 0;
-  int64_t max_steps = -1;
-  int blas_threads = 0;
-  std::string backend = "cpu";
-  bool json = false;
-};
-
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "psgrid: error: %s\n", std::string(status.message()).c_str());
-  return 1;
-}
-
-// Prefixes a spec error (which names the field) with the spec file, keeping the code.
-template <typename T>
-absl::StatusOr<T> WithSource(const std::string& spec_path, absl::StatusOr<T> result) {
-  if (result.ok() || result.status().code() != absl::StatusCode::kInvalidArgument) return result;
-  return absl::InvalidArgumentError(absl::StrCat(spec_path, ": ", result.status().message()));
-}
-
-absl::Status RunLocal(const LocalOptions& opts) {
-  ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecFile(opts.spec_path));
-  if (opts.epochs > 0) spec.mutable_training()->set_epochs(opts.epochs);
-  if (opts.max_steps >= 0) spec.mutable_training()->set_max_steps(opts.max_steps);
-  const int threads = SetBlasThreads(opts.blas_threads);
-  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(opts.backend));
-  std::FILE* log = opts.json ? stderr : stdout;
-  std::fprintf(log,
-               "job %s: %d worker(s) x batch %d, %d epoch(s), %s lr %g, backend %s "
-               "(OpenBLAS %s kernel, %d thread(s))\n",
-               spec.name().c_str(), spec.training().workers(), spec.training().batch_size(),
-               spec.training().epochs(), spec.optimizer().type().c_str(),
-               spec.optimizer().learning_rate(), std::string(backend->name()).c_str(),
-               BlasKernelName().c_str(), threads);
-  ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer,
-                   WithSource(opts.spec_path, LocalTrainer::Create(spec, backend.get())));
-  std::fprintf(log, "data: %lld training and %lld test samples from %s\n",
-               static_cast<long long>(trainer->data().train.size()),
-               static_cast<long long>(trainer->data().test.size()), spec.data().path().c_str());
-  std::fputs(FormatSummary(trainer->model().Summary()).c_str(), log);
-  std::fflush(log);
-  const bool classification = spec.model().loss() == "softmax_cross_entropy";
-  ASSIGN_OR_RETURN(TrainResult result, trainer->Run([&](const EpochReport& r) {
-    std::fprintf(log,
-                 "epoch %d/%d  step %lld  loss %.4f  train-acc %.4f  samples/s %.0f  "
-                 "test-loss %.4f%s  elapsed %.1fs\n",
-                 r.epoch, r.epochs, static_cast<long long>(r.step), r.train_loss,
-                 r.train_accuracy, r.samples_per_second, r.test_loss,
-                 classification ? absl::StrFormat("  test-acc %.4f", r.test_accuracy).c_str() : "",
-                 r.elapsed_seconds);
-    std::fflush(log);
-  }));
-  std::fprintf(log, "done: %lld steps, %lld samples, %.0f samples/s; test loss %.4f",
-               static_cast<long long>(result.steps), static_cast<long long>(result.samples),
-               result.samples_per_second, result.test_loss);
-  if (classification) std::fprintf(log, ", test accuracy %.4f", result.test_accuracy);
-  std::fputs("\n", log);
-  if (opts.json) {
-    std::printf(
-        "{\"job\": \"%s\", \"steps\": %lld, \"samples\": %lld, \"train_seconds\": %.4f, "
-        "\"samples_per_s\": %.1f, \"test_loss\": %.6f, \"test_acc\": %.6f, \"blas_threads\": %d, \"blas_kernel\": \"%s\"}\n",
-        spec.name().c_str(), static_cast<long long>(result.steps),
-        static_cast<long long>(result.samples), result.train_seconds, result.samples_per_second,
-        result.test_loss, result.test_accuracy, threads, BlasKernelName().c_str());
-  }
-  return absl::OkStatus();
-}
-
 absl::Status RunSummary(const std::string& spec_path) {
-  ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecFile(spec_path));
+  ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecWithOverrides(spec_path, {}));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend("cpu"));
   ASSIGN_OR_RETURN(std::unique_ptr<LocalTrainer> trainer,
-                   WithSource(spec_path, LocalTrainer::Create(spec, backend.get())));
+                   WithSpecSource(spec_path, LocalTrainer::Create(spec, backend.get())));
   std::fputs(FormatSummary(trainer->model().Summary()).c_str(), stdout);
   return absl::OkStatus();
+}
+
+void AddOutputOption(CLI::App* cmd, std::string* format) {
+  cmd->add_option("-o,--output", *format, "Output format: table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+}
+
+void AddServerOptions(CLI::App* cmd, ServerFlags* server) {
+  cmd->add_option("--server", server->address,
+                  "psgrid server address HOST:PORT (default: $PSGRID_SERVER, else " +
+                      std::string(kDefaultServerAddress) + ")")
+      ->envname("PSGRID_SERVER");
+  cmd->add_option("--connect-timeout", server->connect_timeout_seconds,
+                  "Seconds to wait for the server to answer")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+void AddOverrideOptions(CLI::App* cmd, SpecOverrides* overrides) {
+  cmd->add_option("--workers", overrides->workers, "Override training.workers")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--epochs", overrides->epochs, "Override training.epochs")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-steps", overrides->max_steps,
+                  "Override training.max_steps (0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+OutputFormat ToFormat(const std::string& name) {
+  return name == "json" ? OutputFormat::kJson : OutputFormat::kTable;
+}
+
+// `psgrid worker ARGS...`: RunWorkerMain with "psgrid worker" as the program name.
+int RunWorkerCommand(const std::vector<std::string>& args) {
+  std::vector<std::string> owned = {"psgrid worker"};
+  owned.insert(owned.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : owned) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return RunWorkerMain(static_cast<int>(owned.size()), argv.data());
 }
 
 }  // namespace
@@ -100,41 +75,111 @@ int RunCli(int argc, char** argv) {
   CLI::App app{"psgrid: data-parallel neural-network training on a parameter server"};
   app.require_subcommand(1);
 
-  LocalOptions local;
-  CLI::App* local_cmd = app.add_subcommand("local", "Run a whole job on this machine");
+  // local
+  LocalRunOptions local;
+  bool single_process = false;
+  bool local_json = false;
+  int blas_threads = 0;
+  std::string backend = "cpu";
+  std::string local_format = "table";
+  CLI::App* local_cmd = app.add_subcommand(
+      "local", "Run a whole job on this machine: a server in this process and worker processes");
   local_cmd->add_option("spec", local.spec_path, "Job spec file (YAML or JSON)")->required();
-  local_cmd->add_option("--epochs", local.epochs, "Override training.epochs")->check(CLI::PositiveNumber);
-  local_cmd->add_option("--max-steps", local.max_steps, "Override training.max_steps (0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
-  local_cmd->add_option("--blas-threads", local.blas_threads,
-                        "OpenBLAS threads (0 = OpenBLAS default)")->check(CLI::NonNegativeNumber);
-  local_cmd->add_option("--backend", local.backend, "Compute backend")->default_val("cpu");
-  local_cmd->add_flag("--json", local.json, "Print the result as JSON on stdout (progress on stderr)");
+  AddOverrideOptions(local_cmd, &local.overrides);
+  local_cmd->add_option("--threads", local.threads, "OpenBLAS threads per worker process")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  local_cmd->add_option("--data-dir", local.data_dir,
+                        "The server's directory (default: a temporary one, removed at the end)");
+  local_cmd->add_option("--worker-binary", local.worker_binary,
+                        "The psgrid program the workers run (default: this one)");
+  AddOutputOption(local_cmd, &local_format);
+  local_cmd->add_flag("--json", local_json, "Same as -o json");
+  CLI::Option* single_process_flag = local_cmd->add_flag(
+      "--single-process", single_process,
+      "Train in this process alone (no server, no workers): the reference");
+  // Only for --single-process: worker processes take --threads; a silent no-op would make a
+  // benchmark measure something else than it says.
+  local_cmd->add_option("--blas-threads", blas_threads,
+                        "--single-process: OpenBLAS threads (0 = OpenBLAS default)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(single_process_flag);
+  local_cmd->add_option("--backend", backend, "--single-process: compute backend")
+      ->capture_default_str()
+      ->needs(single_process_flag);
 
+  // submit, list, status, watch, stop
+  ServerFlags server;
+  std::string spec_path;
+  SpecOverrides submit_overrides;
+  CLI::App* submit_cmd = app.add_subcommand("submit", "Submit a job; prints its id");
+  submit_cmd->add_option("spec", spec_path, "Job spec file (YAML or JSON)")->required();
+  AddOverrideOptions(submit_cmd, &submit_overrides);
+  AddServerOptions(submit_cmd, &server);
+
+  std::string format = "table";
+  std::string job_id;
+  CLI::App* list_cmd = app.add_subcommand("list", "List the server's jobs");
+  AddServerOptions(list_cmd, &server);
+  AddOutputOption(list_cmd, &format);
+  CLI::App* status_cmd = app.add_subcommand("status", "Show a job's status");
+  CLI::App* watch_cmd = app.add_subcommand(
+      "watch", "Follow a job to its end (exit 0 when it completes, 1 when it fails or stops)");
+  CLI::App* stop_cmd = app.add_subcommand("stop", "Stop a job");
+  for (CLI::App* cmd : {status_cmd, watch_cmd, stop_cmd}) {
+    cmd->add_option("job", job_id, "Job id")->required();
+    AddServerOptions(cmd, &server);
+    AddOutputOption(cmd, &format);
+  }
+
+  // worker: everything after it goes to the worker's own parser.
+  CLI::App* worker_cmd = app.add_subcommand(
+      "worker", "Run a worker process: --server ADDR [--job ID] [--threads N] [--quiet]");
+  worker_cmd->prefix_command();
+  worker_cmd->allow_extras();
+  worker_cmd->set_help_flag();
+
+  // summary, version
   std::string summary_spec;
   CLI::App* summary_cmd = app.add_subcommand("summary", "Print the model summary of a job spec");
   summary_cmd->add_option("spec", summary_spec, "Job spec file (YAML or JSON)")->required();
-
   CLI::App* version_cmd = app.add_subcommand("version", "Print the version");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
+
   if (*local_cmd) {
-    absl::Status s = RunLocal(local);
-    return s.ok() ? 0 : Fail(s);
+    local.output = local_json ? OutputFormat::kJson : ToFormat(local_format);
+    if (single_process) {
+      SingleProcessOptions opts;
+      opts.spec_path = local.spec_path;
+      opts.overrides = local.overrides;
+      opts.blas_threads = blas_threads;
+      opts.backend = backend;
+      opts.output = local.output;
+      const absl::Status s = RunSingleProcess(opts);
+      return s.ok() ? kExitOk : PrintError(s);
+    }
+    return RunLocalJob(local);
   }
+  if (*submit_cmd) return RunSubmitCommand(server, spec_path, submit_overrides);
+  if (*list_cmd) return RunListCommand(server, ToFormat(format));
+  if (*status_cmd) return RunStatusCommand(server, job_id, ToFormat(format));
+  if (*watch_cmd) return RunWatchCommand(server, job_id, ToFormat(format));
+  if (*stop_cmd) return RunStopCommand(server, job_id, ToFormat(format));
+  if (*worker_cmd) return RunWorkerCommand(worker_cmd->remaining());
   if (*summary_cmd) {
-    absl::Status s = RunSummary(summary_spec);
-    return s.ok() ? 0 : Fail(s);
+    const absl::Status s = RunSummary(summary_spec);
+    return s.ok() ? kExitOk : PrintError(s);
   }
   if (*version_cmd) {
     std::printf("psgrid %s (OpenBLAS %s kernel)\n", PSGRID_VERSION, BlasKernelName().c_str());
-    return 0;
+    return kExitOk;
   }
-  return 2;
+  return kExitUsage;
 }
 
 }  // namespace psgrid

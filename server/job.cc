@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   ParameterSet& params = job->model_->parameters();
   ASSIGN_OR_RETURN(job->optimizer_, CreateOptimizer(spec.optimizer(), params.total_size()));
   job->layout_ = params.infos();
+  job->arena_size_ = params.total_size();
   job->gradient_sum_ = Tensor({params.total_size()});
   job->published_ = std::make_shared<const Tensor>(params.values());
   return job;
@@ -73,7 +74,6 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
   w.name = worker_name;
   w.last_seen = absl::Now();
   if (static_cast<int>(workers_.size()) == world) {
-    started_ = window_start_ = absl::Now();
     SetStateLocked(v1::JOB_STATE_RUNNING, "");
   } else {
     message_ = absl::StrCat("waiting for workers: ", workers_.size(), " of ", world, " joined");
@@ -135,6 +135,7 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
         "the gradient has ", push.gradients ? push.gradients->size() : 0,
         " values; the model has ", gradient_sum_.size()));
   }
+  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
   if (push.sample_count > 0) {
     backend_->Axpy(gradient_sum_.size(), static_cast<float>(push.sample_count),
                    push.gradients->data(), gradient_sum_.data());
@@ -161,15 +162,18 @@ void Job::ApplyStepLocked() {
 
   const absl::Time now = absl::Now();
   window_samples_ += samples_this_step_;
+  samples_ += samples_this_step_;
+  // samples/s over windows of at least a second; the overall rate until the first one closes.
   const double window = absl::ToDoubleSeconds(now - window_start_);
-  bool event = false;
-  if (window >= 1.0 || samples_per_second_ == 0) {
-    if (window > 0) samples_per_second_ = static_cast<double>(window_samples_) / window;
-    if (window >= 1.0) {
-      window_samples_ = 0;
-      window_start_ = now;
-    }
+  if (window >= 1.0) {
+    samples_per_second_ = static_cast<double>(window_samples_) / window;
+    window_samples_ = 0;
+    window_start_ = now;
+    have_window_rate_ = true;
+  } else if (!have_window_rate_ && window > 0) {
+    samples_per_second_ = static_cast<double>(window_samples_) / window;
   }
+  bool event = false;
   if (now - last_step_event_ >= kStepEventPeriod || version_ % steps_per_epoch_ == 0 ||
       version_ == total_steps_) {
     event = true;
@@ -273,6 +277,7 @@ v1::JobStatus Job::StatusLocked() const {
   s.set_test_accuracy(test_accuracy_);
   s.set_workers(spec_.training().workers());
   s.set_workers_joined(static_cast<int32_t>(workers_.size()));
+  s.set_samples(samples_);
   if (started_ != absl::Time()) {
     const absl::Time end = ended_ != absl::Time() ? ended_ : absl::Now();
     s.set_wall_seconds(absl::ToDoubleSeconds(end - started_));

@@ -66,6 +66,8 @@ class Job {
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   // Parameter names, shapes and offsets in the arena (never changes).
   const std::vector<ParamInfo>& layout() const { return layout_; }
+  // Floats in a parameter or gradient arena (the layout's tensors and their alignment padding).
+  int64_t arena_size() const { return arena_size_; }
 
   // Gives a joining worker its rank; the job starts running when the last one joins.
   // FAILED_PRECONDITION when the job has all its workers or has ended.
@@ -125,6 +127,7 @@ class Job {
   int64_t total_steps_ = 0;
   int64_t steps_per_epoch_ = 0;
   std::vector<ParamInfo> layout_;
+  int64_t arena_size_ = 0;
 
   mutable absl::Mutex mu_;
   v1::JobState state_ ABSL_GUARDED_BY(mu_) = v1::JOB_STATE_PENDING;
@@ -139,14 +142,16 @@ class Job {
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);
-  // Progress.
+  // Progress. Training starts with the first gradient (workers load data after joining).
   absl::Time started_ ABSL_GUARDED_BY(mu_);
   absl::Time ended_ ABSL_GUARDED_BY(mu_);
   double train_loss_ ABSL_GUARDED_BY(mu_) = 0;
   double samples_per_second_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t window_samples_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t samples_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time window_start_ ABSL_GUARDED_BY(mu_);
   absl::Time last_step_event_ ABSL_GUARDED_BY(mu_);
+  bool have_window_rate_ ABSL_GUARDED_BY(mu_) = false;
   int epochs_evaluated_ ABSL_GUARDED_BY(mu_) = 0;
   double test_loss_ ABSL_GUARDED_BY(mu_) = 0;
   double test_accuracy_ ABSL_GUARDED_BY(mu_) = 0;

@@ -6,6 +6,10 @@ cross-entropy and torch.optim.SGD(momentum) at the given batch, the same loop ps
 shuffled pass per epoch, one gather per batch. Prints one JSON line with training samples/s
 (training loop only) and the test accuracy. OpenBLAS threads come from OPENBLAS_NUM_THREADS in
 the environment (Debian's torch runs GEMM in OpenBLAS); torch's own threads from --threads.
+
+--ddp N runs N processes of DistributedDataParallel (gloo on 127.0.0.1, one torch thread each),
+each on its strided 1/N of every epoch's permutation with --batch samples per process per
+step; samples/s is the total over the processes divided by the slowest one's training time.
 """
 import argparse
 import gzip
@@ -33,6 +37,72 @@ def load(data_dir, prefix):
             torch.from_numpy(y.astype(np.int64)))
 
 
+def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None):
+    loss_fn = torch.nn.CrossEntropyLoss()
+    seconds, samples = 0.0, 0
+    for epoch in range(args.epochs):
+        perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(args.seed + epoch))
+        perm = perm[rank::world][:len(xtr) // world]
+        if barrier:
+            barrier()
+        start = time.perf_counter()
+        for b in range(0, len(perm), args.batch):
+            idx = perm[b:b + args.batch]
+            xb, yb = xtr[idx], ytr[idx]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+            samples += len(idx)
+        if barrier:
+            barrier()
+        seconds += time.perf_counter() - start
+    return seconds, samples
+
+
+def make_model():
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 128), torch.nn.ReLU(),
+        torch.nn.Linear(128, 10))
+
+
+def accuracy(model, xte, yte):
+    with torch.no_grad():
+        return (model(xte).argmax(1) == yte).float().mean().item()
+
+
+def report(args, mode, procs, seconds, samples, acc):
+    print(json.dumps({"peer": "pytorch", "mode": mode, "procs": procs, "torch": torch.__version__,
+                      "threads": args.threads,
+                      "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+                      "samples": samples, "train_seconds": round(seconds, 4),
+                      "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}),
+          flush=True)
+
+
+def ddp_process(rank, args):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % args.port, rank=rank,
+                            world_size=args.ddp)
+    xtr, ytr = load(args.data, "train")
+    xte, yte = load(args.data, "t10k")
+    model = DistributedDataParallel(make_model())
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    seconds, samples = train(model, opt, xtr, ytr, args, rank, args.ddp, dist.barrier)
+    totals = torch.tensor([seconds, float(samples)], dtype=torch.float64)
+    slowest = totals[:1].clone()
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    if rank == 0:
+        report(args, "ddp", args.ddp, slowest.item(), int(totals[1].item()),
+               accuracy(model.module, xte, yte))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -42,36 +112,23 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ddp", type=int, default=0, help="N > 0: DDP with N gloo processes")
+    ap.add_argument("--port", type=int, default=29541, help="DDP rendezvous port on 127.0.0.1")
     args = ap.parse_args()
+    if args.ddp > 0:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        import torch.multiprocessing as mp
+        mp.spawn(ddp_process, args=(args,), nprocs=args.ddp, join=True)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     xtr, ytr = load(args.data, "train")
     xte, yte = load(args.data, "t10k")
-    model = torch.nn.Sequential(
-        torch.nn.Linear(784, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, 128), torch.nn.ReLU(),
-        torch.nn.Linear(128, 10))
+    model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    seconds, samples = 0.0, 0
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(args.seed + epoch))
-        start = time.perf_counter()
-        for b in range(0, len(xtr), args.batch):
-            idx = perm[b:b + args.batch]
-            xb, yb = xtr[idx], ytr[idx]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(xb), yb).backward()
-            opt.step()
-            samples += len(idx)
-        seconds += time.perf_counter() - start
-    with torch.no_grad():
-        acc = (model(xte).argmax(1) == yte).float().mean().item()
-    print(json.dumps({"peer": "pytorch", "torch": torch.__version__, "threads": args.threads,
-                      "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-                      "samples": samples, "train_seconds": round(seconds, 4),
-                      "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}))
+    seconds, samples = train(model, opt, xtr, ytr, args)
+    report(args, "single", 1, seconds, samples, accuracy(model, xte, yte))
 
 
 if __name__ == "__main__":

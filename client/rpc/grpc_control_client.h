@@ -1,0 +1,78 @@
+// ControlClient: the user's side of the psgrid.v1.Control service (submit, inspect, watch and
+// stop jobs) over gRPC.
+//
+//   ASSIGN_OR_RETURN(auto client, ControlClient::Connect("127.0.0.1:7070", absl::Seconds(5)));
+//   ASSIGN_OR_RETURN(std::string id, client->Submit(spec));
+//   ASSIGN_OR_RETURN(v1::JobStatus last, client->Watch(id, [](const v1::JobStatus& s) {
+//     ...;            // every status the server streams
+//     return true;    // keep watching
+//   }));
+//
+// Every call has a deadline; a watch, which may last as long as the job, is cancelled when the
+// server has sent nothing for `watch_inactivity` and does not answer a GetJob either. gRPC errors
+// come back as absl::Status with the same code; an unreachable server's message names its
+// address. Thread-safe: every method may be called from any thread (the gRPC stub is).
+#ifndef PSGRID_CLIENT_RPC_GRPC_CONTROL_CLIENT_H_
+#define PSGRID_CLIENT_RPC_GRPC_CONTROL_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "psgrid/v1/service.grpc.pb.h"
+
+namespace psgrid {
+
+struct ControlClientOptions {
+  absl::Duration rpc_timeout = absl::Seconds(10);     // Get, List, Stop
+  absl::Duration submit_timeout = absl::Seconds(60);  // the server looks at the data
+  // A watch with no message for this long asks GetJob whether the server is still there and
+  // gives up (DEADLINE_EXCEEDED or UNAVAILABLE) when it is not.
+  absl::Duration watch_inactivity = absl::Seconds(60);
+};
+
+class ControlClient {
+ public:
+  // Opens an insecure channel to `address` (host:port) and waits up to `connect_timeout` for it
+  // to be ready. UNAVAILABLE naming the address when the server cannot be reached by then.
+  static absl::StatusOr<std::unique_ptr<ControlClient>> Connect(
+      const std::string& address, absl::Duration connect_timeout,
+      ControlClientOptions options = {});
+
+  const std::string& address() const { return address_; }
+
+  // The new job's id. INVALID_ARGUMENT naming the field for a spec the server cannot run.
+  absl::StatusOr<std::string> Submit(const v1::JobSpec& spec);
+  // NOT_FOUND naming the id.
+  absl::StatusOr<v1::JobStatus> Get(const std::string& job_id);
+  // Every job of the server, in submission order.
+  absl::StatusOr<std::vector<v1::JobStatus>> List();
+  // Stops the job (no-op for one that has ended); its status afterwards.
+  absl::StatusOr<v1::JobStatus> Stop(const std::string& job_id);
+
+  // Called with each status the server streams; returns false to stop watching.
+  using WatchCallback = std::function<bool(const v1::JobStatus&)>;
+  // Streams the job's status, calling `on_status` for each, until the job ends or `on_status`
+  // returns false. Returns the last status received. NOT_FOUND for an unknown job; UNAVAILABLE
+  // or DEADLINE_EXCEEDED when the server goes away or stays silent (see watch_inactivity).
+  absl::StatusOr<v1::JobStatus> Watch(const std::string& job_id, const WatchCallback& on_status);
+
+ private:
+  ControlClient(std::string address, std::shared_ptr<grpc::Channel> channel,
+                ControlClientOptions options);
+
+  // grpc::Status → absl::Status; transport failures get the server's address in the message.
+  absl::Status FromGrpc(const grpc::Status& status) const;
+
+  const std::string address_;
+  const ControlClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Control::Stub> stub_;
+};
+
+}  // namespace psgrid
+
+#endif  // PSGRID_CLIENT_RPC_GRPC_CONTROL_CLIENT_H_

@@ -1,0 +1,205 @@
+#include "server/rpc/grpc_parameter_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/tensor.h"
+#include "core/tensor_codec.h"
+#include "server/rpc/grpc_status.h"
+
+namespace psgrid {
+namespace {
+
+// Waits are cut into pieces this long, so that a cancelled call or a shutdown is noticed soon.
+constexpr absl::Duration kWaitSlice = absl::Milliseconds(500);
+constexpr absl::Duration kRegisterWaitLimit = absl::Seconds(30);
+constexpr absl::Duration kDefaultPullWait = absl::Seconds(60);
+
+// The call's deadline, or now + `fallback` when the client set none.
+absl::Time CallDeadline(const grpc::ServerContext* context, absl::Duration fallback) {
+  const std::chrono::system_clock::time_point deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::Now() + fallback;
+  return absl::FromChrono(deadline);
+}
+
+// Elements of the job's parameter arena: its tensors at their layout offsets plus the
+// alignment padding the ParameterSet leaves after each, which the layout does not show. The
+// published parameters always exist and have exactly that size.
+}  // namespace
+
+GrpcParameterService::GrpcParameterService(JobManager* manager) : manager_(manager) {}
+
+void GrpcParameterService::BeginShutdown() { shutting_down_.store(true); }
+
+grpc::Status GrpcParameterService::ShouldStopWaiting(grpc::ServerContext* context) const {
+  if (context->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
+  }
+  if (shutting_down_.load()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcParameterService::RegisterWorker(grpc::ServerContext* context,
+                                                  const v1::RegisterWorkerRequest* request,
+                                                  v1::RegisterWorkerResponse* response) {
+  const absl::Time deadline =
+      std::min(CallDeadline(context, kRegisterWaitLimit), absl::Now() + kRegisterWaitLimit);
+  if (!request->job_id().empty()) {
+    // An unknown id, or a job that will never need a worker again (it has them all or has
+    // ended), fails at once rather than after the whole wait.
+    absl::StatusOr<std::shared_ptr<Job>> job = manager_->Get(request->job_id());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    if (!(*job)->NeedsWorkers()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("job ", request->job_id(), " needs no more workers (",
+                                       JobStateName((*job)->Status().state()), ")"));
+    }
+  }
+  absl::Status last;
+  while (true) {
+    if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
+    absl::StatusOr<std::shared_ptr<Job>> job = manager_->WaitForJobNeedingWorkers(
+        request->job_id(), std::min(deadline, absl::Now() + kWaitSlice));
+    if (job.ok()) {
+      absl::StatusOr<WorkerAssignment> assignment = (*job)->AddWorker(request->worker_name());
+      if (assignment.ok()) {
+        response->set_job_id((*job)->id());
+        response->set_worker_id(assignment->worker_id);
+        response->set_rank(assignment->rank);
+        response->set_world_size(assignment->world_size);
+        *response->mutable_spec() = (*job)->spec();
+        response->set_total_steps(assignment->total_steps);
+        return grpc::Status::OK;
+      }
+      // FAILED_PRECONDITION: another worker took the last place (or the job ended) between
+      // the wait and AddWorker; look again.
+      if (assignment.status().code() != absl::StatusCode::kFailedPrecondition) {
+        return ToGrpcStatus(assignment.status());
+      }
+      last = assignment.status();
+    } else if (job.status().code() != absl::StatusCode::kNotFound) {
+      return ToGrpcStatus(job.status());
+    } else {
+      last = job.status();
+    }
+    if (absl::Now() >= deadline) {
+      if (last.code() == absl::StatusCode::kNotFound) return ToGrpcStatus(last);
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no job needed a worker in time (", last.message(), ")"));
+    }
+  }
+}
+
+grpc::Status GrpcParameterService::PushGradients(
+    grpc::ServerContext* context, grpc::ServerReader<v1::PushGradientsRequest>* reader,
+    v1::PushGradientsResponse* response) {
+  v1::PushGradientsRequest message;
+  if (!reader->Read(&message) || !message.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first message of a push must carry a header");
+  }
+  const v1::PushHeader header = message.header();
+  absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(header.job_id());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Job& job = **found;
+
+  // The gradients are assembled into a private arena; the job sees them only when whole.
+  const std::vector<ParamInfo>& layout = job.layout();
+  Tensor gradients({job.arena_size()});
+  SliceAssembler assembler(layout, gradients.data());
+  do {
+    for (const v1::TensorSlice& slice : message.slices()) {
+      if (absl::Status s = assembler.Add(slice); !s.ok()) return ToGrpcStatus(s);
+    }
+  } while (reader->Read(&message));
+  if (context->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the push was cancelled");
+  }
+  if (absl::Status s = assembler.Finish(); !s.ok()) return ToGrpcStatus(s);
+
+  GradientPush push;
+  push.worker_id = header.worker_id();
+  push.step = header.step();
+  push.sample_count = header.sample_count();
+  push.loss_sum = header.loss_sum();
+  push.correct = header.correct();
+  push.gradients = &gradients;
+  absl::StatusOr<bool> duplicate = job.PushGradients(push);
+  if (!duplicate.ok()) return ToGrpcStatus(duplicate.status());
+  response->set_duplicate(*duplicate);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcParameterService::PullParameters(
+    grpc::ServerContext* context, const v1::PullParametersRequest* request,
+    grpc::ServerWriter<v1::PullParametersResponse>* writer) {
+  absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(request->job_id());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Job& job = **found;
+
+  const absl::Time deadline = CallDeadline(context, kDefaultPullWait);
+  absl::StatusOr<ParameterSnapshot> snapshot;
+  while (true) {
+    snapshot =
+        job.WaitForVersion(request->min_version(), std::min(deadline, absl::Now() + kWaitSlice));
+    if (snapshot.ok()) break;
+    if (snapshot.status().code() != absl::StatusCode::kDeadlineExceeded ||
+        absl::Now() >= deadline) {
+      return ToGrpcStatus(snapshot.status());
+    }
+    if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
+  }
+
+  v1::PullParametersResponse head;
+  head.set_version(snapshot->version);
+  head.set_state(snapshot->state);
+  bool written = writer->Write(head);
+  if (written) {
+    EncodeSlices(job.layout(), snapshot->values->data(), kDefaultChunkBytes,
+                 [&](std::vector<v1::TensorSlice>&& slices) {
+                   v1::PullParametersResponse message;
+                   message.set_version(snapshot->version);
+                   message.set_state(snapshot->state);
+                   message.mutable_slices()->Reserve(static_cast<int>(slices.size()));
+                   for (v1::TensorSlice& slice : slices) {
+                     *message.add_slices() = std::move(slice);
+                   }
+                   written = writer->Write(message);
+                   return written;
+                 });
+  }
+  if (!written) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the puller went away mid-stream");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcParameterService::ReportMetrics(grpc::ServerContext* context,
+                                                 const v1::ReportMetricsRequest* request,
+                                                 v1::ReportMetricsResponse* response) {
+  absl::StatusOr<std::shared_ptr<Job>> job = manager_->Get(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  return ToGrpcStatus((*job)->ReportMetrics(request->worker_id(), request->epoch(),
+                                            request->version(), request->test_loss(),
+                                            request->test_accuracy()));
+}
+
+grpc::Status GrpcParameterService::Heartbeat(grpc::ServerContext* context,
+                                             const v1::HeartbeatRequest* request,
+                                             v1::HeartbeatResponse* response) {
+  absl::StatusOr<std::shared_ptr<Job>> job = manager_->Get(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  absl::StatusOr<v1::JobState> state = (*job)->Heartbeat(request->worker_id());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  response->set_state(*state);
+  return grpc::Status::OK;
+}
+
+}  // namespace psgrid

@@ -1,0 +1,119 @@
+// psgrid-server: the parameter server, a thin main over JobManager and GrpcServer.
+//
+//   psgrid-server --listen 127.0.0.1:7070 --data-dir /var/lib/psgrid [--worker-timeout 30]
+//
+// Prints "psgrid-server listening on HOST:PORT" once it accepts calls. SIGTERM or SIGINT shut
+// it down gracefully: running jobs are stopped, calls in flight get 5 s, and it exits 0.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/backend/blas_kernel.h"
+#include "server/job_manager.h"
+#include "server/rpc/grpc_server.h"
+
+namespace {
+
+// The self-pipe: the signal handler only writes the signal's number here; main reads it.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnShutdownSignal(int signal_number) {
+  const int saved_errno = errno;
+  const char byte = static_cast<char>(signal_number);
+  [[maybe_unused]] const ssize_t written = write(g_signal_pipe[1], &byte, 1);
+  errno = saved_errno;
+}
+
+// Routes SIGINT and SIGTERM to the self-pipe. (Blocking them for a sigwait would not do: the
+// OpenBLAS thread pool exists before main and would still take them.)
+bool InstallShutdownSignals() {
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) return false;
+  struct sigaction action = {};
+  action.sa_handler = OnShutdownSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  return sigaction(SIGINT, &action, nullptr) == 0 && sigaction(SIGTERM, &action, nullptr) == 0;
+}
+
+// Blocks until SIGINT or SIGTERM arrives; returns its number.
+int WaitForShutdownSignal() {
+  char byte = 0;
+  while (read(g_signal_pipe[0], &byte, 1) != 1) {
+    if (errno != EINTR) return 0;
+  }
+  return byte;
+}
+
+// "HOST:PORT" with the port the server really listens on (for ":0").
+std::string ListeningAddress(const std::string& requested, int port) {
+  const size_t colon = requested.rfind(':');
+  const std::string host = colon == std::string::npos ? requested : requested.substr(0, colon);
+  return absl::StrCat(host, ":", port);
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"psgrid-server: the psgrid parameter server"};
+  std::string listen = "127.0.0.1:7070";
+  std::string data_dir;
+  double worker_timeout_s = 30;
+  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0 picks one)")
+      ->capture_default_str();
+  app.add_option("--data-dir", data_dir, "Directory for job records (none when empty)");
+  app.add_option("--worker-timeout", worker_timeout_s,
+                 "Seconds without a word from a worker after which its job fails")
+      ->capture_default_str()
+      ->check([](const std::string& text) -> std::string {
+        double seconds = 0;
+        if (absl::SimpleAtod(text, &seconds) && seconds > 0) return "";
+        return absl::StrCat("must be a number of seconds > 0, got '", text, "'");
+      });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  if (!InstallShutdownSignals()) {
+    std::perror("psgrid-server: cannot install the signal handlers");
+    return 1;
+  }
+
+  psgrid::JobManagerOptions options;
+  options.data_dir = data_dir;
+  options.worker_timeout = absl::Seconds(worker_timeout_s);
+  psgrid::JobManager manager(options);
+
+  absl::StatusOr<std::unique_ptr<psgrid::GrpcServer>> server =
+      psgrid::GrpcServer::Start(listen, &manager);
+  if (!server.ok()) {
+    std::fprintf(stderr, "psgrid-server: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("psgrid-server listening on %s\n",
+              ListeningAddress(listen, (*server)->port()).c_str());
+  std::fflush(stdout);
+
+  const int signal_number = WaitForShutdownSignal();
+  std::fprintf(stderr, "psgrid-server: signal %d, shutting down\n", signal_number);
+  manager.StopAll("server shutting down");
+  (*server)->Shutdown(absl::Seconds(5));
+  (*server)->Wait();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  psgrid::ReexecWithBestBlasKernel(argv);
+  return Run(argc, argv);
+}

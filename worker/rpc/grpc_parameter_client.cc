@@ -1,0 +1,200 @@
+#include "worker/rpc/grpc_parameter_client.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status_macros.h"
+#include "core/tensor_codec.h"
+
+namespace psgrid {
+namespace {
+
+constexpr int kMaxReceiveMessageBytes = 16 << 20;
+// Reconnection backoff of the channel: short, so that a worker started before its server (or
+// across a server restart) connects soon after the server listens.
+constexpr int kInitialReconnectBackoffMs = 100;
+constexpr int kMaxReconnectBackoffMs = 2000;
+
+// The one place that turns a gRPC status into an absl::Status (the codes are the same numbers).
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
+  if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
+}
+
+bool IsEnded(v1::JobState state) {
+  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_STOPPED;
+}
+
+// Floats an arena needs to hold every tensor of `layout` (arenas may pad beyond the last one).
+int64_t LayoutSize(const std::vector<ParamInfo>& layout) {
+  int64_t total = 0;
+  for (const ParamInfo& info : layout) total = std::max(total, info.offset + info.size);
+  return total;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Connect(
+    const std::string& address, absl::Duration connect_timeout) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  // WaitForConnected keeps asking the channel to connect (with the backoff above) until it is
+  // ready or the deadline passes.
+  const absl::Time deadline = absl::Now() + std::max(connect_timeout, absl::ZeroDuration());
+  if (!channel->WaitForConnected(absl::ToChronoTime(deadline))) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot reach the parameter server at %s after %gs", address,
+                        absl::ToDoubleSeconds(connect_timeout)));
+  }
+  return std::unique_ptr<GrpcParameterClient>(
+      new GrpcParameterClient(address, std::move(channel)));
+}
+
+GrpcParameterClient::GrpcParameterClient(std::string address,
+                                         std::shared_ptr<grpc::Channel> channel)
+    : address_(std::move(address)),
+      channel_(std::move(channel)),
+      stub_(v1::Parameters::NewStub(channel_)) {}
+
+absl::StatusOr<v1::RegisterWorkerResponse> GrpcParameterClient::Register(
+    const std::string& job_id, const std::string& worker_name, absl::Time deadline) {
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  context.set_wait_for_ready(true);  // a server that restarts is waited for, within the deadline
+  v1::RegisterWorkerRequest request;
+  request.set_job_id(job_id);
+  request.set_worker_name(worker_name);
+  v1::RegisterWorkerResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
+    const v1::PushHeader& header, const std::vector<ParamInfo>& layout, const Tensor& gradients,
+    absl::Time deadline) {
+  if (gradients.size() < LayoutSize(layout)) {
+    return absl::InvalidArgumentError(absl::StrCat("push of step ", header.step(),
+                                                   ": a gradient arena of ", gradients.size(),
+                                                   " floats, the layout needs ",
+                                                   LayoutSize(layout)));
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::PushGradientsResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::PushGradientsRequest>> writer =
+      stub_->PushGradients(&context, &response);
+  v1::PushGradientsRequest message;
+  *message.mutable_header() = header;  // travels with the first group of slices
+  bool stream_ok = true;
+  bool sent_any = false;
+  EncodeSlices(layout, gradients.data(), kDefaultChunkBytes,
+               [&](std::vector<v1::TensorSlice>&& group) {
+                 for (v1::TensorSlice& slice : group) *message.add_slices() = std::move(slice);
+                 stream_ok = writer->Write(message);
+                 sent_any = true;
+                 message.Clear();
+                 return stream_ok;
+               });
+  if (!sent_any) stream_ok = writer->Write(message);  // no parameters: the header alone
+  // A failed Write means the stream is broken; Finish() says why.
+  if (stream_ok) writer->WritesDone();
+  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
+                                                     const std::string& worker_id,
+                                                     int64_t min_version,
+                                                     const std::vector<ParamInfo>& layout,
+                                                     Tensor* values, absl::Time deadline) {
+  if (values->size() < LayoutSize(layout)) {
+    return absl::InvalidArgumentError(absl::StrCat("pull: a parameter arena of ", values->size(),
+                                                   " floats, the layout needs ",
+                                                   LayoutSize(layout)));
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::PullParametersRequest request;
+  request.set_job_id(job_id);
+  request.set_worker_id(worker_id);
+  request.set_min_version(min_version);
+  std::unique_ptr<grpc::ClientReader<v1::PullParametersResponse>> reader =
+      stub_->PullParameters(&context, request);
+
+  PullResult result;
+  SliceAssembler assembler(layout, values->data());
+  absl::Status slices_status;
+  bool got_header = false;
+  int64_t slices = 0;
+  v1::PullParametersResponse message;
+  while (reader->Read(&message)) {
+    if (!got_header) {
+      result.version = message.version();
+      result.state = message.state();
+      got_header = true;
+    }
+    if (!slices_status.ok()) continue;  // draining after a bad slice
+    for (const v1::TensorSlice& slice : message.slices()) {
+      slices_status = assembler.Add(slice);
+      if (!slices_status.ok()) {
+        context.TryCancel();
+        break;
+      }
+      ++slices;
+    }
+  }
+  const absl::Status rpc_status = FromGrpcStatus(reader->Finish());
+  if (!slices_status.ok()) {
+    return absl::Status(slices_status.code(),
+                        absl::StrCat("parameters from ", address_, ": ", slices_status.message()));
+  }
+  RETURN_IF_ERROR(rpc_status);
+  if (!got_header) {
+    return absl::InternalError(
+        absl::StrCat("the parameter server at ", address_, " ended a pull without a version"));
+  }
+  if (slices == 0 && IsEnded(result.state)) return result;
+  absl::Status whole = assembler.Finish();
+  if (!whole.ok()) {
+    return absl::Status(whole.code(),
+                        absl::StrCat("parameters from ", address_, ": ", whole.message()));
+  }
+  return result;
+}
+
+absl::Status GrpcParameterClient::ReportMetrics(const v1::ReportMetricsRequest& request,
+                                                absl::Time deadline) {
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::ReportMetricsResponse response;
+  return FromGrpcStatus(stub_->ReportMetrics(&context, request, &response));
+}
+
+absl::StatusOr<v1::JobState> GrpcParameterClient::Heartbeat(const std::string& job_id,
+                                                            const std::string& worker_id,
+                                                            absl::Time deadline) {
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::HeartbeatRequest request;
+  request.set_job_id(job_id);
+  request.set_worker_id(worker_id);
+  v1::HeartbeatResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Heartbeat(&context, request, &response)));
+  return response.state();
+}
+
+}  // namespace psgrid

@@ -1,0 +1,65 @@
+// GrpcParameterClient: the ParameterClient that talks to a psgrid parameter server over gRPC
+// (service psgrid.v1.Parameters).
+//
+//   ASSIGN_OR_RETURN(auto client, GrpcParameterClient::Connect("127.0.0.1:7070", absl::Seconds(30)));
+//   Worker worker(client.get(), backend.get(), options);
+//
+// Gradients and parameters travel as typed tensor slices (core/tensor_codec.h), about 1 MiB of
+// tensor data per stream message. gRPC errors come back as absl::Status with the same code and
+// message. Thread-safe: every method may be called from any thread (the gRPC stub is).
+#ifndef PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_
+#define PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "psgrid/v1/service.grpc.pb.h"
+#include "worker/parameter_client.h"
+
+namespace psgrid {
+
+class GrpcParameterClient : public ParameterClient {
+ public:
+  // Opens an insecure channel to `address` (host:port) and waits until it is ready, retrying
+  // with backoff for up to `connect_timeout`. UNAVAILABLE naming the address when the server
+  // cannot be reached by then.
+  static absl::StatusOr<std::unique_ptr<GrpcParameterClient>> Connect(
+      const std::string& address, absl::Duration connect_timeout);
+
+  const std::string& address() const { return address_; }
+
+  // Waits for the server (wait-for-ready) and for a job until `deadline`.
+  absl::StatusOr<v1::RegisterWorkerResponse> Register(const std::string& job_id,
+                                                      const std::string& worker_name,
+                                                      absl::Time deadline) override;
+  // Sends the header in the first stream message, then the gradient arena as slice groups.
+  // INVALID_ARGUMENT when `gradients` does not hold every tensor of `layout`.
+  absl::StatusOr<v1::PushGradientsResponse> Push(const v1::PushHeader& header,
+                                                 const std::vector<ParamInfo>& layout,
+                                                 const Tensor& gradients,
+                                                 absl::Time deadline) override;
+  // Assembles the streamed slices into *values, which must hold every tensor of `layout`. On an
+  // error *values may hold a mix of old and new parameters (a retry overwrites them all).
+  // When the job has ended the server may send no slices: *values is then left as it was.
+  absl::StatusOr<PullResult> Pull(const std::string& job_id, const std::string& worker_id,
+                                  int64_t min_version, const std::vector<ParamInfo>& layout,
+                                  Tensor* values, absl::Time deadline) override;
+  absl::Status ReportMetrics(const v1::ReportMetricsRequest& request,
+                             absl::Time deadline) override;
+  absl::StatusOr<v1::JobState> Heartbeat(const std::string& job_id, const std::string& worker_id,
+                                         absl::Time deadline) override;
+
+ private:
+  GrpcParameterClient(std::string address, std::shared_ptr<grpc::Channel> channel);
+
+  const std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Parameters::Stub> stub_;
+};
+
+}  // namespace psgrid
+
+#endif  // PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_

@@ -1,0 +1,498 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/data/sampler.h"
+#include "core/model.h"
+#include "core/status_macros.h"
+#include "proto/job_spec_codec.h"
+#include "worker/local_trainer.h"
+
+namespace psgrid {
+namespace {
+
+constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+constexpr absl::Duration kPendingPoll = absl::Milliseconds(100);
+constexpr absl::Duration kProgressPeriod = absl::Seconds(5);
+constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
+constexpr int64_t kEvalBatch = 1000;
+
+bool IsEnded(v1::JobState state) {
+  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_STOPPED;
+}
+
+bool IsTransient(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+}
+
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// The same code with `context` in front of the message.
+absl::Status Annotate(const absl::Status& status, const std::string& context) {
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+std::string DefaultWorkerName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "localhost", ":", getpid());
+}
+
+Targets MakeTargets(const Dataset& data, const std::vector<int32_t>& labels,
+                    const Tensor& values) {
+  Targets t;
+  if (data.is_regression()) {
+    t.values = &values;
+  } else {
+    t.labels = labels;
+  }
+  return t;
+}
+
+// Mean loss and accuracy of `model` over all of `data`, in batches of 1000: the same maths as
+// LocalTrainer::Evaluate, so that distributed and local runs report comparable numbers.
+absl::StatusOr<EvalResult> EvaluateDataset(Model& model, const Dataset& data) {
+  EvalResult result;
+  const int64_t n = data.size();
+  if (n == 0) return result;
+  std::vector<int64_t> indices;
+  Tensor x, values;
+  std::vector<int32_t> labels;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < n; begin += kEvalBatch) {
+    const int64_t end = std::min(n, begin + kEvalBatch);
+    indices.resize(end - begin);
+    std::iota(indices.begin(), indices.end(), begin);
+    GatherBatch(data, indices, &x, &labels, &values);
+    ASSIGN_OR_RETURN(LossResult r, model.Evaluate(x, MakeTargets(data, labels, values)));
+    loss_sum += r.loss * static_cast<double>(end - begin);
+    correct += r.correct;
+  }
+  result.loss = loss_sum / static_cast<double>(n);
+  result.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  return result;
+}
+
+// Calls client->Heartbeat every `period` on its own thread, from construction until
+// destruction, which stops it promptly (at most one heartbeat call in flight) and joins.
+// Errors are ignored: the training loop learns of a lost server or an ended job from its own
+// calls. The client is borrowed and must outlive this object.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(ParameterClient* client, std::string job_id, std::string worker_id,
+                  absl::Duration period, absl::Duration timeout)
+      : client_(client),
+        job_id_(std::move(job_id)),
+        worker_id_(std::move(worker_id)),
+        period_(period),
+        timeout_(timeout),
+        thread_([this] { Loop(); }) {}
+  HeartbeatThread(const HeartbeatThread&) = delete;
+  HeartbeatThread& operator=(const HeartbeatThread&) = delete;
+  ~HeartbeatThread() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    do {
+      (void)client_->Heartbeat(job_id_, worker_id_, absl::Now() + timeout_);
+    } while (!stop_.WaitForNotificationWithTimeout(period_));
+  }
+
+  ParameterClient* const client_;
+  const std::string job_id_;
+  const std::string worker_id_;
+  const absl::Duration period_;
+  const absl::Duration timeout_;
+  absl::Notification stop_;
+  std::thread thread_;  // last: starts once the members above are initialised
+};
+
+// Joins a job: retries while the server is unreachable or has no job for this worker, until
+// options.wait_for_job has passed.
+absl::StatusOr<v1::RegisterWorkerResponse> RegisterWithRetry(ParameterClient* client,
+                                                             const WorkerOptions& options,
+                                                             const std::string& name) {
+  const absl::Time give_up = absl::Now() + options.wait_for_job;
+  const std::string what =
+      options.job_id.empty() ? std::string("a job that needs workers")
+                             : absl::StrCat("job ", options.job_id);
+  absl::Duration backoff = kFirstBackoff;
+  bool told = false;
+  while (true) {
+    const absl::Time deadline = std::min(absl::Now() + options.rpc_timeout, give_up);
+    absl::StatusOr<v1::RegisterWorkerResponse> reg = client->Register(options.job_id, name, deadline);
+    if (reg.ok()) return reg;
+    const absl::StatusCode code = reg.status().code();
+    if (code != absl::StatusCode::kNotFound && !IsTransient(code)) {
+      return Annotate(reg.status(), absl::StrCat("cannot join ", what));
+    }
+    const absl::Time now = absl::Now();
+    if (now >= give_up) {
+      return Annotate(reg.status(), absl::StrCat("no place in ", what, " after waiting ",
+                                                 absl::FormatDuration(options.wait_for_job)));
+    }
+    if (options.verbose && !told) {
+      std::fprintf(stderr, "worker %s: waiting for %s (%s)\n", name.c_str(), what.c_str(),
+                   std::string(reg.status().message()).c_str());
+      told = true;
+    }
+    absl::SleepFor(std::min(backoff, give_up - now));
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+// INTERNAL when the server's assignment cannot drive the training loop.
+absl::Status CheckAssignment(const v1::RegisterWorkerResponse& reg) {
+  std::string problem;
+  if (reg.worker_id().empty()) {
+    problem = "no worker id";
+  } else if (reg.world_size() < 1 || reg.rank() < 0 || reg.rank() >= reg.world_size()) {
+    problem = absl::StrCat("rank ", reg.rank(), " of ", reg.world_size());
+  } else if (reg.spec().training().batch_size() < 1) {
+    problem = absl::StrCat("batch size ", reg.spec().training().batch_size());
+  } else if (reg.total_steps() < 0) {
+    problem = absl::StrCat("total steps ", reg.total_steps());
+  }
+  if (problem.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("the parameter server assigned this worker to job ",
+                                          reg.job_id(), " with ", problem));
+}
+
+// One worker's part in one job, from its registration to the job's end. Not thread-safe; the
+// client and backend are borrowed for the session's lifetime.
+class WorkerSession {
+ public:
+  WorkerSession(ParameterClient* client, Backend* backend, const WorkerOptions& options,
+                v1::RegisterWorkerResponse reg)
+      : client_(client), backend_(backend), options_(options), reg_(std::move(reg)) {
+    ApplyJobSpecDefaults(reg_.mutable_spec());
+    prefix_ = absl::StrCat("worker rank ", reg_.rank(), "/", reg_.world_size(), " of job ",
+                           reg_.job_id());
+  }
+
+  absl::Status Run();
+
+ private:
+  // Loads the data, builds the model and the sampler.
+  absl::Status Prepare();
+  // Polls the job's state while it waits for its other workers.
+  absl::StatusOr<v1::JobState> WaitWhilePending(v1::JobState state);
+  // Each returns the job's state afterwards (RUNNING, or the state that ended it).
+  absl::StatusOr<v1::JobState> PushStep(int64_t step, std::span<const int64_t> indices);
+  absl::StatusOr<PullResult> PullVersion(int64_t min_version);
+  absl::StatusOr<v1::JobState> ReportIfDue(int64_t version);
+  // Runs `call` (given its deadline) until it succeeds or fails for good. UNAVAILABLE (and
+  // DEADLINE_EXCEEDED of a push or report, which the server deduplicates) is retried with
+  // backoff for up to rpc_timeout after the first failure. DEADLINE_EXCEEDED of a pull, which
+  // waits for the slowest worker, is retried as long as the job is alive: the server's liveness
+  // watch ends the job when a worker is gone.
+  template <typename Call>
+  auto WithRetry(Call call, bool waits_for_peers) -> decltype(call(absl::Time()));
+  // After `error` of `what`: the job's state if it has ended (the error is then its symptom),
+  // else the error itself.
+  absl::StatusOr<v1::JobState> StateAfterError(const absl::Status& error, const std::string& what);
+  // Run's result for a job that ended at `version`: OK unless it failed.
+  absl::Status EndOfJob(v1::JobState state, int64_t version);
+  void MaybeLogProgress(int64_t steps_done, bool force);
+
+  ParameterClient* const client_;
+  Backend* const backend_;
+  const WorkerOptions& options_;
+  v1::RegisterWorkerResponse reg_;
+  std::string prefix_;  // "worker rank 0/2 of job X" for log lines
+
+  TrainTestData data_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<BatchSampler> sampler_;
+  int64_t steps_per_epoch_ = 0;
+  Tensor x_, targets_;
+  std::vector<int32_t> labels_;
+
+  absl::Time start_;
+  absl::Time window_start_;
+  int64_t window_samples_ = 0;
+  double window_loss_sum_ = 0;
+};
+
+absl::Status WorkerSession::Run() {
+  start_ = window_start_ = absl::Now();
+  HeartbeatThread heartbeat(client_, reg_.job_id(), reg_.worker_id(), options_.heartbeat_period,
+                            std::min(options_.rpc_timeout, kMaxHeartbeatTimeout));
+  RETURN_IF_ERROR(Prepare());
+  ASSIGN_OR_RETURN(PullResult initial, PullVersion(0));
+  if (IsEnded(initial.state)) return EndOfJob(initial.state, initial.version);
+  ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(initial.state));
+  if (IsEnded(state)) return EndOfJob(state, initial.version);
+  const int64_t total_steps = reg_.total_steps();
+  if (total_steps == 0) {
+    ASSIGN_OR_RETURN(state, ReportIfDue(0));
+    if (IsEnded(state)) return EndOfJob(state, 0);
+  }
+  const int rank = reg_.rank();
+  for (int64_t t = 0; t < total_steps; ++t) {
+    sampler_->StartEpoch(t / steps_per_epoch_);  // cheap unless the epoch changes
+    ASSIGN_OR_RETURN(state, PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank)));
+    if (IsEnded(state)) return EndOfJob(state, t);
+    ASSIGN_OR_RETURN(PullResult pulled, PullVersion(t + 1));
+    if (IsEnded(pulled.state)) return EndOfJob(pulled.state, t + 1);
+    if (pulled.version != t + 1) {
+      return absl::InternalError(absl::StrCat(prefix_, ": asked for version ", t + 1,
+                                              ", the parameter server sent version ",
+                                              pulled.version));
+    }
+    ASSIGN_OR_RETURN(state, ReportIfDue(t + 1));
+    if (IsEnded(state)) return EndOfJob(state, t + 1);
+    MaybeLogProgress(t + 1, /*force=*/false);
+  }
+  if (options_.verbose) {
+    std::fprintf(stderr, "%s: done, %lld steps in %.1fs\n", prefix_.c_str(),
+                 static_cast<long long>(total_steps), absl::ToDoubleSeconds(absl::Now() - start_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WorkerSession::Prepare() {
+  const v1::JobSpec& spec = reg_.spec();
+  ASSIGN_OR_RETURN(data_, LoadJobData(spec.data()));
+  if (data_.train.size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.path: ", spec.data().path(), " has no training samples"));
+  }
+  ASSIGN_OR_RETURN(model_, Model::Create(spec.model(), data_.train.sample_shape(),
+                                         OutputWidth(data_.train), backend_));
+  sampler_ = std::make_unique<BatchSampler>(data_.train.size(), spec.training().batch_size(),
+                                            reg_.world_size(), spec.data().shuffle(),
+                                            spec.data().seed());
+  steps_per_epoch_ = sampler_->steps_per_epoch();
+  // The server plans the steps from its own view of the data; say so when ours disagrees
+  // (another file at the same path, say), since the shards would then not match.
+  int64_t planned = steps_per_epoch_ * spec.training().epochs();
+  if (spec.training().max_steps() > 0) planned = std::min(planned, spec.training().max_steps());
+  if (planned != reg_.total_steps()) {
+    std::fprintf(stderr,
+                 "%s: warning: this worker's %lld training samples make %lld steps, the "
+                 "parameter server planned %lld\n",
+                 prefix_.c_str(), static_cast<long long>(data_.train.size()),
+                 static_cast<long long>(planned), static_cast<long long>(reg_.total_steps()));
+  }
+  if (options_.verbose) {
+    std::fprintf(stderr,
+                 "%s (%s): %lld training and %lld test samples, batch %d, %lld steps "
+                 "(%lld per epoch)\n",
+                 prefix_.c_str(), reg_.worker_id().c_str(),
+                 static_cast<long long>(data_.train.size()),
+                 static_cast<long long>(data_.test.size()), spec.training().batch_size(),
+                 static_cast<long long>(reg_.total_steps()),
+                 static_cast<long long>(steps_per_epoch_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::JobState> WorkerSession::WaitWhilePending(v1::JobState state) {
+  const absl::Time give_up = absl::Now() + options_.wait_for_job;
+  bool told = false;
+  while (state == v1::JOB_STATE_PENDING) {
+    if (absl::Now() >= give_up) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(prefix_, ": still waiting for the other workers after ",
+                       absl::FormatDuration(options_.wait_for_job)));
+    }
+    if (options_.verbose && !told) {
+      std::fprintf(stderr, "%s: waiting for the other workers to join\n", prefix_.c_str());
+      told = true;
+    }
+    absl::SleepFor(kPendingPoll);
+    absl::StatusOr<v1::JobState> now = WithRetry(
+        [&](absl::Time deadline) {
+          return client_->Heartbeat(reg_.job_id(), reg_.worker_id(), deadline);
+        },
+        /*waits_for_peers=*/false);
+    if (!now.ok()) return Annotate(now.status(), prefix_);
+    state = *now;
+  }
+  return state;
+}
+
+absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
+                                                     std::span<const int64_t> indices) {
+  ParameterSet& params = model_->parameters();
+  v1::PushHeader header;
+  header.set_job_id(reg_.job_id());
+  header.set_worker_id(reg_.worker_id());
+  header.set_step(step);
+  const int64_t n = static_cast<int64_t>(indices.size());
+  if (n > 0) {
+    const Dataset& train = data_.train;
+    GatherBatch(train, indices, &x_, &labels_, &targets_);
+    absl::StatusOr<LossResult> r =
+        model_->ComputeGradients(x_, MakeTargets(train, labels_, targets_));
+    if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
+    header.set_sample_count(n);
+    header.set_loss_sum(r->loss * static_cast<double>(n));
+    header.set_correct(r->correct);
+    window_samples_ += n;
+    window_loss_sum_ += header.loss_sum();
+  } else {
+    params.grads().SetZero();  // an empty tail batch: weight 0 in the server's average
+  }
+  absl::StatusOr<v1::PushGradientsResponse> pushed = WithRetry(
+      [&](absl::Time deadline) {
+        return client_->Push(header, params.infos(), params.grads(), deadline);
+      },
+      /*waits_for_peers=*/false);
+  if (!pushed.ok()) return StateAfterError(pushed.status(), absl::StrCat("push of step ", step));
+  return v1::JOB_STATE_RUNNING;
+}
+
+absl::StatusOr<PullResult> WorkerSession::PullVersion(int64_t min_version) {
+  ParameterSet& params = model_->parameters();
+  absl::StatusOr<PullResult> pulled = WithRetry(
+      [&](absl::Time deadline) {
+        return client_->Pull(reg_.job_id(), reg_.worker_id(), min_version, params.infos(),
+                             &params.values(), deadline);
+      },
+      /*waits_for_peers=*/true);
+  if (pulled.ok()) return pulled;
+  ASSIGN_OR_RETURN(v1::JobState state,
+                   StateAfterError(pulled.status(), absl::StrCat("pull of version ", min_version)));
+  PullResult ended;
+  ended.version = min_version - 1;
+  ended.state = state;
+  return ended;
+}
+
+absl::StatusOr<v1::JobState> WorkerSession::ReportIfDue(int64_t version) {
+  const int64_t total_steps = reg_.total_steps();
+  const bool epoch_end = version > 0 && steps_per_epoch_ > 0 && version % steps_per_epoch_ == 0;
+  if (reg_.rank() != 0 || !(epoch_end || version == total_steps)) return v1::JOB_STATE_RUNNING;
+  absl::StatusOr<EvalResult> eval = EvaluateDataset(*model_, data_.test);
+  if (!eval.ok()) return Annotate(eval.status(), absl::StrCat(prefix_, ": evaluation"));
+  v1::ReportMetricsRequest request;
+  request.set_job_id(reg_.job_id());
+  request.set_worker_id(reg_.worker_id());
+  const int64_t epoch = (version + steps_per_epoch_ - 1) / steps_per_epoch_;
+  request.set_epoch(static_cast<int32_t>(epoch));
+  request.set_version(version);
+  request.set_test_loss(eval->loss);
+  request.set_test_accuracy(eval->accuracy);
+  if (options_.verbose) {
+    std::fprintf(stderr, "%s: epoch %lld/%d at step %lld: test loss %.4f%s\n", prefix_.c_str(),
+                 static_cast<long long>(epoch), reg_.spec().training().epochs(),
+                 static_cast<long long>(version), eval->loss,
+                 data_.test.is_regression()
+                     ? ""
+                     : absl::StrFormat(", test accuracy %.4f", eval->accuracy).c_str());
+  }
+  absl::Status reported = WithRetry(
+      [&](absl::Time deadline) { return client_->ReportMetrics(request, deadline); },
+      /*waits_for_peers=*/false);
+  if (!reported.ok()) {
+    return StateAfterError(reported, absl::StrCat("report of version ", version));
+  }
+  return v1::JOB_STATE_RUNNING;
+}
+
+template <typename Call>
+auto WorkerSession::WithRetry(Call call, bool waits_for_peers) -> decltype(call(absl::Time())) {
+  absl::Time give_up = absl::InfiniteFuture();
+  absl::Duration backoff = kFirstBackoff;
+  while (true) {
+    auto result = call(absl::Now() + options_.rpc_timeout);
+    const absl::Status& status = StatusOf(result);
+    if (status.ok() || !IsTransient(status.code())) return result;
+    if (waits_for_peers && status.code() == absl::StatusCode::kDeadlineExceeded) {
+      absl::StatusOr<v1::JobState> state = client_->Heartbeat(
+          reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+      if (state.ok() && !IsEnded(*state)) continue;
+      return result;
+    }
+    const absl::Time now = absl::Now();
+    if (give_up == absl::InfiniteFuture()) give_up = now + options_.rpc_timeout;
+    if (now >= give_up) return result;
+    absl::SleepFor(std::min(backoff, give_up - now));
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+absl::StatusOr<v1::JobState> WorkerSession::StateAfterError(const absl::Status& error,
+                                                            const std::string& what) {
+  absl::StatusOr<v1::JobState> state =
+      client_->Heartbeat(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+  if (state.ok() && IsEnded(*state)) return *state;
+  return Annotate(error, absl::StrCat(prefix_, ": ", what));
+}
+
+absl::Status WorkerSession::EndOfJob(v1::JobState state, int64_t version) {
+  MaybeLogProgress(version, /*force=*/true);
+  if (state == v1::JOB_STATE_FAILED) {
+    return absl::AbortedError(absl::StrCat("job ", reg_.job_id(),
+                                           " failed on the parameter server at step ", version,
+                                           " (its status says why)"));
+  }
+  if (options_.verbose) {
+    std::fprintf(stderr, "%s: the job %s at step %lld\n", prefix_.c_str(),
+                 state == v1::JOB_STATE_STOPPED ? "was stopped" : "completed",
+                 static_cast<long long>(version));
+  }
+  return absl::OkStatus();
+}
+
+void WorkerSession::MaybeLogProgress(int64_t steps_done, bool force) {
+  if (!options_.verbose) return;
+  const absl::Time now = absl::Now();
+  const absl::Duration window = now - window_start_;
+  if (!force && window < kProgressPeriod) return;
+  if (window_samples_ > 0) {
+    // The epoch that the last step belonged to (1-based).
+    const int64_t epoch = (steps_done + steps_per_epoch_ - 1) / steps_per_epoch_;
+    std::fprintf(stderr, "%s: step %lld/%lld (epoch %lld/%d)  loss %.4f  %.0f samples/s\n",
+                 prefix_.c_str(), static_cast<long long>(steps_done),
+                 static_cast<long long>(reg_.total_steps()), static_cast<long long>(epoch),
+                 reg_.spec().training().epochs(),
+                 window_loss_sum_ / static_cast<double>(window_samples_),
+                 static_cast<double>(window_samples_) / std::max(absl::ToDoubleSeconds(window), 1e-9));
+  }
+  window_start_ = now;
+  window_samples_ = 0;
+  window_loss_sum_ = 0;
+}
+
+}  // namespace
+
+Worker::Worker(ParameterClient* client, Backend* backend, WorkerOptions options)
+    : client_(client), backend_(backend), options_(std::move(options)) {}
+
+absl::Status Worker::Run() {
+  const std::string name = options_.name.empty() ? DefaultWorkerName() : options_.name;
+  ASSIGN_OR_RETURN(v1::RegisterWorkerResponse reg, RegisterWithRetry(client_, options_, name));
+  RETURN_IF_ERROR(CheckAssignment(reg));
+  WorkerSession session(client_, backend_, options_, std::move(reg));
+  return session.Run();
+}
+
+}  // namespace psgrid

@@ -1,0 +1,85 @@
+#include "worker/worker_main.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/backend/cpu_backend.h"
+#include "core/backend/registry.h"
+#include "core/status_macros.h"
+#include "worker/rpc/grpc_parameter_client.h"
+#include "worker/worker.h"
+
+namespace psgrid {
+namespace {
+
+constexpr char kDefaultServer[] = "127.0.0.1:7070";
+
+struct WorkerMainOptions {
+  std::string server;
+  std::string job_id;
+  int threads = 1;
+  double connect_timeout_seconds = 30;
+  bool quiet = false;
+};
+
+std::string DefaultServer() {
+  const char* env = std::getenv("PSGRID_SERVER");
+  return env != nullptr && env[0] != '\0' ? env : kDefaultServer;
+}
+
+absl::Status RunWorker(const WorkerMainOptions& opts) {
+  const int threads = SetBlasThreads(opts.threads);
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend("cpu"));
+  ASSIGN_OR_RETURN(std::unique_ptr<GrpcParameterClient> client,
+                   GrpcParameterClient::Connect(opts.server,
+                                                absl::Seconds(opts.connect_timeout_seconds)));
+  if (!opts.quiet) {
+    std::fprintf(stderr, "psgrid-worker: connected to %s (%d BLAS thread(s))\n",
+                 opts.server.c_str(), threads);
+  }
+  WorkerOptions options;
+  options.job_id = opts.job_id;
+  options.verbose = !opts.quiet;
+  Worker worker(client.get(), backend.get(), options);
+  return worker.Run();
+}
+
+}  // namespace
+
+int RunWorkerMain(int argc, char** argv) {
+  CLI::App app{"Joins a job on a psgrid parameter server and trains its share of the data",
+               "psgrid-worker"};
+  WorkerMainOptions opts;
+  opts.server = DefaultServer();
+  app.add_option("--server", opts.server,
+                 "Parameter server address host:port (default: $PSGRID_SERVER, else " +
+                     std::string(kDefaultServer) + ")")
+      ->capture_default_str();
+  app.add_option("--job", opts.job_id, "Job id to join (default: any job that needs workers)");
+  app.add_option("--threads", opts.threads, "OpenBLAS threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--connect-timeout", opts.connect_timeout_seconds,
+                 "Seconds to wait for the server to answer")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--quiet", opts.quiet, "No progress lines on stderr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const absl::Status status = RunWorker(opts);
+  if (!status.ok()) {
+    std::fprintf(stderr, "psgrid-worker: error: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace psgrid
