@@ -52,10 +52,11 @@ absl::Status SliceAssembler::Add(const v1::TensorSlice& slice) {
                                                    v1::DType_Name(slice.dtype()),
                                                    ", expected DTYPE_FLOAT32"));
   }
-  if (!std::equal(slice.shape().begin(), slice.shape().end(), info.shape.begin(), info.shape.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor ", info.name, ": shape [", absl::StrJoin(slice.shape(), ", "), "], expected ",
-        ShapeToString(info.shape)));
+  if (!std::equal(slice.shape().begin(), slice.shape().end(), info.shape.begin(),
+                  info.shape.end())) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", info.name, ": shape [",
+                                                   absl::StrJoin(slice.shape(), ", "),
+                                                   "], expected ", ShapeToString(info.shape)));
   }
   int64_t& received = received_bytes_[it->second];
   if (slice.offset() != received) {

@@ -17,12 +17,18 @@ constexpr absl::Duration kStepEventPeriod = absl::Milliseconds(200);
 
 std::string JobStateName(v1::JobState state) {
   switch (state) {
-    case v1::JOB_STATE_PENDING: return "pending";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_COMPLETED: return "completed";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_STOPPED: return "stopped";
-    default: return "unspecified";
+    case v1::JOB_STATE_PENDING:
+      return "pending";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_COMPLETED:
+      return "completed";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_STOPPED:
+      return "stopped";
+    default:
+      return "unspecified";
   }
 }
 
@@ -64,9 +70,9 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
   absl::MutexLock lock(&mu_);
   const int world = spec_.training().workers();
   if (EndedLocked() || static_cast<int>(workers_.size()) >= world) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", id_, " needs no more workers (", JobStateName(state_), ", ",
-                     workers_.size(), " of ", world, " joined)"));
+    return absl::FailedPreconditionError(absl::StrCat("job ", id_, " needs no more workers (",
+                                                      JobStateName(state_), ", ", workers_.size(),
+                                                      " of ", world, " joined)"));
   }
   const int rank = static_cast<int>(workers_.size());
   WorkerState& w = workers_.emplace_back();
@@ -120,9 +126,9 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
         absl::StrCat("job ", id_, " is ", JobStateName(state_), "; it takes no gradients"));
   }
   if (push.step > version_ || push.step >= total_steps_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "a gradient for step ", push.step, " but job ", id_, " is at step ", version_, " of ",
-        total_steps_));
+    return absl::FailedPreconditionError(absl::StrCat("a gradient for step ", push.step,
+                                                      " but job ", id_, " is at step ", version_,
+                                                      " of ", total_steps_));
   }
   if (push.sample_count < 0) {
     return absl::InvalidArgumentError(absl::StrCat("sample_count ", push.sample_count, " < 0"));
@@ -131,9 +137,9 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
     return absl::InvalidArgumentError("loss_sum is not a finite number");
   }
   if (push.gradients == nullptr || push.gradients->size() != gradient_sum_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the gradient has ", push.gradients ? push.gradients->size() : 0,
-        " values; the model has ", gradient_sum_.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the gradient has ", push.gradients ? push.gradients->size() : 0,
+                     " values; the model has ", gradient_sum_.size()));
   }
   if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
   if (push.sample_count > 0) {
@@ -234,9 +240,9 @@ void Job::CheckLiveness(absl::Time now, absl::Duration timeout) {
   for (size_t rank = 0; rank < workers_.size(); ++rank) {
     const WorkerState& w = workers_[rank];
     if (now - w.last_seen > timeout) {
-      SetStateLocked(v1::JOB_STATE_FAILED,
-                     absl::StrCat("worker rank ", rank, " (", w.name, ") has not been heard from for ",
-                                  absl::FormatDuration(now - w.last_seen)));
+      SetStateLocked(v1::JOB_STATE_FAILED, absl::StrCat("worker rank ", rank, " (", w.name,
+                                                        ") has not been heard from for ",
+                                                        absl::FormatDuration(now - w.last_seen)));
       return;
     }
   }

@@ -58,7 +58,7 @@ class Job {
   // INVALID_ARGUMENT naming the spec field when the model does not fit. `backend` is
   // borrowed and must outlive the job.
   static absl::StatusOr<std::unique_ptr<Job>> Create(std::string id, const v1::JobSpec& spec,
-                                                      const DataShape& data, Backend* backend);
+                                                     const DataShape& data, Backend* backend);
 
   const std::string& id() const { return id_; }
   const v1::JobSpec& spec() const { return spec_; }

@@ -77,7 +77,8 @@ absl::StatusOr<std::string> JobManager::Submit(v1::JobSpec spec) {
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& job_id) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job_id, "' on this server"));
+  if (it == jobs_.end())
+    return absl::NotFoundError(absl::StrCat("no job '", job_id, "' on this server"));
   return it->second;
 }
 
@@ -88,8 +89,8 @@ std::vector<std::shared_ptr<Job>> JobManager::List() const {
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::WaitForJobNeedingWorkers(
-    const std::string& job_id, absl::Time deadline) {
+absl::StatusOr<std::shared_ptr<Job>> JobManager::WaitForJobNeedingWorkers(const std::string& job_id,
+                                                                          absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<Job> found;
   auto find = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -109,7 +110,8 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::WaitForJobNeedingWorkers(
   if (found) return found;
   if (!job_id.empty() && jobs_.count(job_id) != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " needs no more workers (", JobStateName(jobs_.at(job_id)->Status().state()), ")"));
+        absl::StrCat("job ", job_id, " needs no more workers (",
+                     JobStateName(jobs_.at(job_id)->Status().state()), ")"));
   }
   return absl::NotFoundError(job_id.empty() ? "no job needs a worker"
                                             : absl::StrCat("no job '", job_id, "' on this server"));

@@ -22,8 +22,8 @@
 namespace psgrid {
 
 struct JobManagerOptions {
-  std::string data_dir;                                // where job records go ("" = none)
-  absl::Duration worker_timeout = absl::Seconds(30);   // silence after which a job fails
+  std::string data_dir;                               // where job records go ("" = none)
+  absl::Duration worker_timeout = absl::Seconds(30);  // silence after which a job fails
   absl::Duration liveness_period = absl::Seconds(1);
 };
 

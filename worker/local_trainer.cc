@@ -1,29 +1,19 @@
 #include "worker/local_trainer.h"
 
 #include <chrono>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
 #include "core/status_macros.h"
 #include "proto/job_spec_codec.h"
+#include "worker/evaluation.h"
 
 namespace psgrid {
 namespace {
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-Targets MakeTargets(const Dataset& data, const std::vector<int32_t>& labels, const Tensor& values) {
-  Targets t;
-  if (data.is_regression()) {
-    t.values = &values;
-  } else {
-    t.labels = labels;
-  }
-  return t;
 }
 
 }  // namespace
@@ -36,7 +26,8 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
   t->backend_ = backend;
   ASSIGN_OR_RETURN(t->data_, LoadJobData(spec.data()));
   if (t->data_.train.size() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("data.path: ", spec.data().path(), " has no training samples"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.path: ", spec.data().path(), " has no training samples"));
   }
   const bool regression = t->data_.train.is_regression();
   if (regression != (spec.model().loss() == "mse")) {
@@ -53,27 +44,7 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
 }
 
 absl::StatusOr<EvalResult> LocalTrainer::Evaluate(const Dataset& data) {
-  EvalResult result;
-  const int64_t n = data.size();
-  if (n == 0) return result;
-  constexpr int64_t kBatch = 1000;
-  std::vector<int64_t> indices;
-  Tensor x, values;
-  std::vector<int32_t> labels;
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < n; begin += kBatch) {
-    const int64_t end = std::min(n, begin + kBatch);
-    indices.resize(end - begin);
-    std::iota(indices.begin(), indices.end(), begin);
-    GatherBatch(data, indices, &x, &labels, &values);
-    ASSIGN_OR_RETURN(LossResult r, model_->Evaluate(x, MakeTargets(data, labels, values)));
-    loss_sum += r.loss * static_cast<double>(end - begin);
-    correct += r.correct;
-  }
-  result.loss = loss_sum / static_cast<double>(n);
-  result.accuracy = static_cast<double>(correct) / static_cast<double>(n);
-  return result;
+  return EvaluateDataset(*model_, data);
 }
 
 absl::StatusOr<TrainResult> LocalTrainer::Run(

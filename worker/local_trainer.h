@@ -16,12 +16,13 @@
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "psgrid/v1/job.pb.h"
+#include "worker/evaluation.h"
 
 namespace psgrid {
 
 // Progress at the end of an epoch (or when max_steps stops training).
 struct EpochReport {
-  int epoch = 0;          // 1-based
+  int epoch = 0;  // 1-based
   int epochs = 0;
   int64_t step = 0;       // steps done so far
   double train_loss = 0;  // mean over the epoch's batches
@@ -39,11 +40,6 @@ struct TrainResult {
   double samples_per_second = 0;
   double test_loss = 0;
   double test_accuracy = 0;
-};
-
-struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
 };
 
 class LocalTrainer {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
-#include <numeric>
 #include <span>
 #include <string>
 #include <thread>
@@ -21,7 +20,7 @@
 #include "core/model.h"
 #include "core/status_macros.h"
 #include "proto/job_spec_codec.h"
-#include "worker/local_trainer.h"
+#include "worker/evaluation.h"
 
 namespace psgrid {
 namespace {
@@ -31,7 +30,6 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 constexpr absl::Duration kPendingPoll = absl::Milliseconds(100);
 constexpr absl::Duration kProgressPeriod = absl::Seconds(5);
 constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
-constexpr int64_t kEvalBatch = 1000;
 
 bool IsEnded(v1::JobState state) {
   return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
@@ -57,42 +55,6 @@ std::string DefaultWorkerName() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
   return absl::StrCat(host[0] != '\0' ? host : "localhost", ":", getpid());
-}
-
-Targets MakeTargets(const Dataset& data, const std::vector<int32_t>& labels,
-                    const Tensor& values) {
-  Targets t;
-  if (data.is_regression()) {
-    t.values = &values;
-  } else {
-    t.labels = labels;
-  }
-  return t;
-}
-
-// Mean loss and accuracy of `model` over all of `data`, in batches of 1000: the same maths as
-// LocalTrainer::Evaluate, so that distributed and local runs report comparable numbers.
-absl::StatusOr<EvalResult> EvaluateDataset(Model& model, const Dataset& data) {
-  EvalResult result;
-  const int64_t n = data.size();
-  if (n == 0) return result;
-  std::vector<int64_t> indices;
-  Tensor x, values;
-  std::vector<int32_t> labels;
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < n; begin += kEvalBatch) {
-    const int64_t end = std::min(n, begin + kEvalBatch);
-    indices.resize(end - begin);
-    std::iota(indices.begin(), indices.end(), begin);
-    GatherBatch(data, indices, &x, &labels, &values);
-    ASSIGN_OR_RETURN(LossResult r, model.Evaluate(x, MakeTargets(data, labels, values)));
-    loss_sum += r.loss * static_cast<double>(end - begin);
-    correct += r.correct;
-  }
-  result.loss = loss_sum / static_cast<double>(n);
-  result.accuracy = static_cast<double>(correct) / static_cast<double>(n);
-  return result;
 }
 
 // Calls client->Heartbeat every `period` on its own thread, from construction until
@@ -138,14 +100,14 @@ absl::StatusOr<v1::RegisterWorkerResponse> RegisterWithRetry(ParameterClient* cl
                                                              const WorkerOptions& options,
                                                              const std::string& name) {
   const absl::Time give_up = absl::Now() + options.wait_for_job;
-  const std::string what =
-      options.job_id.empty() ? std::string("a job that needs workers")
-                             : absl::StrCat("job ", options.job_id);
+  const std::string what = options.job_id.empty() ? std::string("a job that needs workers")
+                                                  : absl::StrCat("job ", options.job_id);
   absl::Duration backoff = kFirstBackoff;
   bool told = false;
   while (true) {
     const absl::Time deadline = std::min(absl::Now() + options.rpc_timeout, give_up);
-    absl::StatusOr<v1::RegisterWorkerResponse> reg = client->Register(options.job_id, name, deadline);
+    absl::StatusOr<v1::RegisterWorkerResponse> reg =
+        client->Register(options.job_id, name, deadline);
     if (reg.ok()) return reg;
     const absl::StatusCode code = reg.status().code();
     if (code != absl::StatusCode::kNotFound && !IsTransient(code)) {
@@ -285,9 +247,9 @@ absl::Status WorkerSession::Prepare() {
   }
   ASSIGN_OR_RETURN(model_, Model::Create(spec.model(), data_.train.sample_shape(),
                                          OutputWidth(data_.train), backend_));
-  sampler_ = std::make_unique<BatchSampler>(data_.train.size(), spec.training().batch_size(),
-                                            reg_.world_size(), spec.data().shuffle(),
-                                            spec.data().seed());
+  sampler_ =
+      std::make_unique<BatchSampler>(data_.train.size(), spec.training().batch_size(),
+                                     reg_.world_size(), spec.data().shuffle(), spec.data().seed());
   steps_per_epoch_ = sampler_->steps_per_epoch();
   // The server plans the steps from its own view of the data; say so when ours disagrees
   // (another file at the same path, say), since the shards would then not match.
@@ -301,14 +263,13 @@ absl::Status WorkerSession::Prepare() {
                  static_cast<long long>(planned), static_cast<long long>(reg_.total_steps()));
   }
   if (options_.verbose) {
-    std::fprintf(stderr,
-                 "%s (%s): %lld training and %lld test samples, batch %d, %lld steps "
-                 "(%lld per epoch)\n",
-                 prefix_.c_str(), reg_.worker_id().c_str(),
-                 static_cast<long long>(data_.train.size()),
-                 static_cast<long long>(data_.test.size()), spec.training().batch_size(),
-                 static_cast<long long>(reg_.total_steps()),
-                 static_cast<long long>(steps_per_epoch_));
+    std::fprintf(
+        stderr,
+        "%s (%s): %lld training and %lld test samples, batch %d, %lld steps "
+        "(%lld per epoch)\n",
+        prefix_.c_str(), reg_.worker_id().c_str(), static_cast<long long>(data_.train.size()),
+        static_cast<long long>(data_.test.size()), spec.training().batch_size(),
+        static_cast<long long>(reg_.total_steps()), static_cast<long long>(steps_per_epoch_));
   }
   return absl::OkStatus();
 }
@@ -408,9 +369,9 @@ absl::StatusOr<v1::JobState> WorkerSession::ReportIfDue(int64_t version) {
                      ? ""
                      : absl::StrFormat(", test accuracy %.4f", eval->accuracy).c_str());
   }
-  absl::Status reported = WithRetry(
-      [&](absl::Time deadline) { return client_->ReportMetrics(request, deadline); },
-      /*waits_for_peers=*/false);
+  absl::Status reported =
+      WithRetry([&](absl::Time deadline) { return client_->ReportMetrics(request, deadline); },
+                /*waits_for_peers=*/false);
   if (!reported.ok()) {
     return StateAfterError(reported, absl::StrCat("report of version ", version));
   }
@@ -426,8 +387,8 @@ auto WorkerSession::WithRetry(Call call, bool waits_for_peers) -> decltype(call(
     const absl::Status& status = StatusOf(result);
     if (status.ok() || !IsTransient(status.code())) return result;
     if (waits_for_peers && status.code() == absl::StatusCode::kDeadlineExceeded) {
-      absl::StatusOr<v1::JobState> state = client_->Heartbeat(
-          reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+      absl::StatusOr<v1::JobState> state =
+          client_->Heartbeat(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
       if (state.ok() && !IsEnded(*state)) continue;
       return result;
     }
@@ -470,12 +431,12 @@ void WorkerSession::MaybeLogProgress(int64_t steps_done, bool force) {
   if (window_samples_ > 0) {
     // The epoch that the last step belonged to (1-based).
     const int64_t epoch = (steps_done + steps_per_epoch_ - 1) / steps_per_epoch_;
-    std::fprintf(stderr, "%s: step %lld/%lld (epoch %lld/%d)  loss %.4f  %.0f samples/s\n",
-                 prefix_.c_str(), static_cast<long long>(steps_done),
-                 static_cast<long long>(reg_.total_steps()), static_cast<long long>(epoch),
-                 reg_.spec().training().epochs(),
-                 window_loss_sum_ / static_cast<double>(window_samples_),
-                 static_cast<double>(window_samples_) / std::max(absl::ToDoubleSeconds(window), 1e-9));
+    std::fprintf(
+        stderr, "%s: step %lld/%lld (epoch %lld/%d)  loss %.4f  %.0f samples/s\n", prefix_.c_str(),
+        static_cast<long long>(steps_done), static_cast<long long>(reg_.total_steps()),
+        static_cast<long long>(epoch), reg_.spec().training().epochs(),
+        window_loss_sum_ / static_cast<double>(window_samples_),
+        static_cast<double>(window_samples_) / std::max(absl::ToDoubleSeconds(window), 1e-9));
   }
   window_start_ = now;
   window_samples_ = 0;

@@ -1,15 +1,16 @@
 #include "client/rpc/grpc_control_client.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <thread>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/grpc_status.h"
 
 namespace psgrid {
 namespace {
@@ -60,18 +61,16 @@ ControlClient::ControlClient(std::string address, std::shared_ptr<grpc::Channel>
 
 absl::Status ControlClient::FromGrpc(const grpc::Status& status) const {
   if (status.ok()) return absl::OkStatus();
-  const auto code = static_cast<absl::StatusCode>(status.error_code());
-  switch (code) {
+  const absl::Status plain = FromGrpcStatus(status);
+  switch (plain.code()) {
     case absl::StatusCode::kUnavailable:
-      return absl::UnavailableError(
-          absl::StrCat("the psgrid server at ", address_, " is unavailable: ",
-                       status.error_message()));
+      return absl::UnavailableError(absl::StrCat("the psgrid server at ", address_,
+                                                 " is unavailable: ", status.error_message()));
     case absl::StatusCode::kDeadlineExceeded:
-      return absl::DeadlineExceededError(
-          absl::StrCat("the psgrid server at ", address_, " did not answer in time: ",
-                       status.error_message()));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the psgrid server at ", address_, " did not answer in time: ", status.error_message()));
     default:
-      return absl::Status(code, status.error_message());
+      return plain;
   }
 }
 

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/rpc/grpc_status.h"
+#include "proto/grpc_status.h"
 
 namespace psgrid {
 namespace {

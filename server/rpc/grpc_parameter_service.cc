@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/tensor.h"
 #include "core/tensor_codec.h"
-#include "server/rpc/grpc_status.h"
+#include "proto/grpc_status.h"
 
 namespace psgrid {
 namespace {

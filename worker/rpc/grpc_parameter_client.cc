@@ -1,14 +1,15 @@
 #include "worker/rpc/grpc_parameter_client.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status_macros.h"
 #include "core/tensor_codec.h"
+#include "proto/grpc_status.h"
 
 namespace psgrid {
 namespace {
@@ -18,12 +19,6 @@ constexpr int kMaxReceiveMessageBytes = 16 << 20;
 // across a server restart) connects soon after the server listens.
 constexpr int kInitialReconnectBackoffMs = 100;
 constexpr int kMaxReconnectBackoffMs = 2000;
-
-// The one place that turns a gRPC status into an absl::Status (the codes are the same numbers).
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
@@ -60,8 +55,7 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Connec
         absl::StrFormat("cannot reach the parameter server at %s after %gs", address,
                         absl::ToDoubleSeconds(connect_timeout)));
   }
-  return std::unique_ptr<GrpcParameterClient>(
-      new GrpcParameterClient(address, std::move(channel)));
+  return std::unique_ptr<GrpcParameterClient>(new GrpcParameterClient(address, std::move(channel)));
 }
 
 GrpcParameterClient::GrpcParameterClient(std::string address,
@@ -87,10 +81,9 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
     const v1::PushHeader& header, const std::vector<ParamInfo>& layout, const Tensor& gradients,
     absl::Time deadline) {
   if (gradients.size() < LayoutSize(layout)) {
-    return absl::InvalidArgumentError(absl::StrCat("push of step ", header.step(),
-                                                   ": a gradient arena of ", gradients.size(),
-                                                   " floats, the layout needs ",
-                                                   LayoutSize(layout)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("push of step ", header.step(), ": a gradient arena of ", gradients.size(),
+                     " floats, the layout needs ", LayoutSize(layout)));
   }
   grpc::ClientContext context;
   SetDeadline(&context, deadline);

@@ -1,4 +1,4 @@
-#include "server/rpc/grpc_status.h"
+#include "proto/grpc_status.h"
 
 #include <string>
 
