@@ -17,7 +17,7 @@ namespace {
 
 // 103 rows of y = sin(a) + b·c: uneven against every batch size used here.
 std::string WriteCsv() {
-  const std::string path = ::testing::TempDir() + "/job_test.csv";
+  const std::string path = ::psgrid::testing::TempPath("job_test.csv");
   std::ofstream out(path);
   for (int i = 0; i < 103; ++i) {
     const double a = i * 0.07 - 3, b = (i % 7) * 0.3 - 1, c = (i % 5) * 0.25;

@@ -15,7 +15,7 @@ namespace {
 
 // y = 2a − 3b + 1 on a grid of (a, b): a linear model must learn it exactly.
 std::string WriteLinearCsv() {
-  const std::string path = ::testing::TempDir() + "/linear.csv";
+  const std::string path = ::psgrid::testing::TempPath("linear.csv");
   std::ofstream out(path);
   out << "a,b,y\n";
   for (int i = 0; i < 20; ++i) {

@@ -2,6 +2,8 @@
 #ifndef PSGRID_TESTS_TEST_UTIL_H_
 #define PSGRID_TESTS_TEST_UTIL_H_
 
+#include <unistd.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +36,12 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
     EXPECT_EQ(psgrid_s_.code(), expected_code) << psgrid_s_;                              \
     EXPECT_THAT(std::string(psgrid_s_.message()), ::testing::HasSubstr(substr)); \
   } while (0)
+
+// A path in the test temp directory private to this process: CTest runs the TESTs of one
+// binary as parallel processes, which must not write each other's files.
+inline std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
+}
 
 // A model spec from (type, units) pairs, e.g. {{"dense", 4}, {"relu", 0}}.
 inline v1::ModelSpec MakeModelSpec(const std::vector<std::pair<std::string, int>>& layers,
