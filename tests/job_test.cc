@@ -11,6 +11,7 @@
 #include "server/job.h"
 #include "server/job_manager.h"
 #include "tests/test_util.h"
+#include "worker/local_trainer.h"
 
 namespace psgrid {
 namespace {
@@ -114,7 +115,12 @@ TEST(JobEquivalence, TwoWorkersAtBatchBEndWhereOneWorkerAtBatch2BEnds) {
                                 "{type: momentum, learning_rate: 0.02, momentum: 0.9}"}) {
     SCOPED_TRACE(opt);
     const Tensor two = TrainThroughJob(Spec(2, 8, opt));
-    const Tensor one = TrainThroughJob(Spec(1, 16, opt));
+    // The reference is the single-process trainer, which shares no aggregation code with Job.
+    CpuBackend local_backend;
+    auto local = LocalTrainer::Create(Spec(1, 16, opt), &local_backend);
+    ASSERT_OK(local);
+    ASSERT_OK((*local)->Run(nullptr));
+    const Tensor one = (*local)->model().parameters().values();
     ASSERT_EQ(two.size(), one.size());
     EXPECT_LE(MaxRelativeError(two, one), 1e-5);
     // And training moved the weights: the comparison is not between two initial states.
