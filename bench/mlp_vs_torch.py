@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "mlp_vs_torch.json"))
     args = ap.parse_args()
 
@@ -84,7 +84,7 @@ def main():
             sides = ["psgrid", "torch"] if rep % 2 == 0 else ["torch", "psgrid"]
             for side in sides:
                 if side == "psgrid":
-                    r = run_json([psgrid, "local", "examples/fmnist_mlp.yaml", "--single-process", "--epochs", str(args.epochs),
+                    r = run_json([psgrid, "local", "examples/fmnist_mlp.yaml", "--single-process", "--workers", "1", "--epochs", str(args.epochs),
                                   "--blas-threads", str(threads), "--json"], threads, kernel)
                     ours.append(r)
                 else:
@@ -115,7 +115,7 @@ def main():
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "linux": platform.release(),
                     "openblas_detected_kernel": plain, "psgrid_selected_kernel": best},
         "model": "784-256-128-10 relu, softmax cross-entropy", "batch": 64,
-        "optimizer": f"momentum 0.9, lr {args.lr}", "epochs_per_run": args.epochs,
+        "optimizer": f"momentum 0.9, lr {args.lr} (both sides)", "epochs_per_run": args.epochs,
         "repeats": args.repeats, "rows": rows,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
