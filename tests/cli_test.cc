@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "client/cli.h"
 #include "nlohmann/json.hpp"
+#include "tests/cli_runner.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
@@ -22,24 +23,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-CliRun RunPsgrid(std::vector<std::string> args) {
-  args.insert(args.begin(), "psgrid");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  const int code = RunCli(static_cast<int>(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  CliRun run{code, ::testing::internal::GetCapturedStdout(), ::testing::internal::GetCapturedStderr()};
-  return run;
-}
+using ::psgrid::testing::CliRun;
+using ::psgrid::testing::RunPsgrid;
 
 // Files carry the process id: test processes run in parallel must not share them.
 std::string WriteFile(const std::string& name, const std::string& text) {

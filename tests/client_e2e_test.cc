@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "server/job_manager.h"
 #include "server/rpc/grpc_server.h"
+#include "tests/cli_runner.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
@@ -30,24 +31,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-CliRun RunPsgrid(std::vector<std::string> args) {
-  args.insert(args.begin(), "psgrid");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  const int code = RunCli(static_cast<int>(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  return CliRun{code, ::testing::internal::GetCapturedStdout(),
-                ::testing::internal::GetCapturedStderr()};
-}
+using ::psgrid::testing::CliRun;
+using ::psgrid::testing::RunPsgrid;
 
 // Runs the command line without capturing its output (for calls on other threads).
 int RunPsgridUncaptured(std::vector<std::string> args) {

@@ -13,19 +13,7 @@
 namespace psgrid {
 namespace {
 
-// y = 2a − 3b + 1 on a grid of (a, b): a linear model must learn it exactly.
-std::string WriteLinearCsv() {
-  const std::string path = ::psgrid::testing::TempPath("linear.csv");
-  std::ofstream out(path);
-  out << "a,b,y\n";
-  for (int i = 0; i < 20; ++i) {
-    for (int j = 0; j < 10; ++j) {
-      const double a = i / 10.0 - 1.0, b = j / 5.0 - 1.0;
-      out << a << "," << b << "," << 2 * a - 3 * b + 1 << "\n";
-    }
-  }
-  return path;
-}
+using ::psgrid::testing::WriteLinearCsv;
 
 v1::JobSpec LinearSpec(const std::string& csv) {
   auto spec = ParseJobSpec(

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,21 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
 // binary as parallel processes, which must not write each other's files.
 inline std::string TempPath(const std::string& name) {
   return ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
+}
+
+// y = 2a − 3b + 1 on a grid of 200 points (a header line first): a linear model learns it
+// exactly. Written to TempPath(name); returns the path.
+inline std::string WriteLinearCsv(const std::string& name = "linear.csv") {
+  const std::string path = TempPath(name);
+  std::ofstream out(path);
+  out << "a,b,y\n";
+  for (int i = 0; i < 20; ++i) {
+    for (int j = 0; j < 10; ++j) {
+      const double a = i / 10.0 - 1.0, b = j / 5.0 - 1.0;
+      out << a << "," << b << "," << 2 * a - 3 * b + 1 << "\n";
+    }
+  }
+  return path;
 }
 
 // A model spec from (type, units) pairs, e.g. {{"dense", 4}, {"relu", 0}}.

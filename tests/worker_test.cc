@@ -33,21 +33,10 @@
 namespace psgrid {
 namespace {
 
-// y = 2a − 3b + 1 on a grid of 200 points: 180 for training, 20 held out.
+// y = 2a − 3b + 1 on a grid of 200 points: 180 for training, 20 held out. One file per test.
 std::string WriteLinearCsv() {
-  // One file per test: CTest may run the tests of this binary in parallel processes.
-  const std::string path =
-      absl::StrCat(::testing::TempDir(), "/worker_test_",
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name(), ".csv");
-  std::ofstream out(path);
-  out << "a,b,y\n";
-  for (int i = 0; i < 20; ++i) {
-    for (int j = 0; j < 10; ++j) {
-      const double a = i / 10.0 - 1.0, b = j / 5.0 - 1.0;
-      out << a << "," << b << "," << 2 * a - 3 * b + 1 << "\n";
-    }
-  }
-  return path;
+  return ::psgrid::testing::WriteLinearCsv(
+      absl::StrCat(::testing::UnitTest::GetInstance()->current_test_info()->name(), ".csv"));
 }
 
 // 180 samples in batches of 16 per step: 12 steps per epoch, the last one of 4 samples.
