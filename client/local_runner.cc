@@ -164,6 +164,8 @@ absl::Status LocalRun::Setup() {
   // it off the workers' cores.
   SetBlasThreads(1);
   JobManagerOptions manager_options;
+  // The workers run on this machine: their tensors go through shared memory, not sockets.
+  manager_options.shared_memory = true;
   manager_options.data_dir = data_dir_.path();
   manager_ = std::make_unique<JobManager>(manager_options);
   ASSIGN_OR_RETURN(server_, GrpcServer::Start("127.0.0.1:0", manager_.get()));
@@ -189,7 +191,7 @@ absl::Status LocalRun::SpawnWorkers() {
     ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> process,
                      ChildProcess::Spawn({binary, "worker", "--server", address_, "--job", job_id_,
                                           "--threads", std::to_string(options_.threads),
-                                          "--quiet"}));
+                                          "--quiet", "--shared-memory"}));
     workers_.push_back(WorkerProcess{i, std::move(process), false});
   }
   return absl::OkStatus();

@@ -1,5 +1,8 @@
 #include "server/job.h"
 
+#include <unistd.h>
+
+#include <cctype>
 #include <cmath>
 #include <cstring>
 
@@ -165,6 +168,9 @@ void Job::ApplyStepLocked() {
   gradient_sum_.SetZero();
   ++version_;
   published_ = std::make_shared<const Tensor>(params.values());
+  if (parameter_region_ != nullptr) {
+    std::memcpy(parameter_region_->data(), params.values().data(), arena_size_ * sizeof(float));
+  }
 
   const absl::Time now = absl::Now();
   window_samples_ += samples_this_step_;
@@ -222,6 +228,43 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
     SetStateLocked(v1::JOB_STATE_COMPLETED, "");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
+  }
+  // Names unique to this server process and job; '/' is not allowed inside them.
+  std::string base = absl::StrCat("/psgrid-", getpid(), "-", id_);
+  for (size_t i = 1; i < base.size(); ++i) {
+    if (!std::isalnum(static_cast<unsigned char>(base[i])) && base[i] != '-') base[i] = '_';
+  }
+  if (parameter_region_ == nullptr) {
+    ASSIGN_OR_RETURN(parameter_region_, SharedRegion::Create(base + "-params", arena_size_));
+    std::memcpy(parameter_region_->data(), model_->parameters().values().data(),
+                arena_size_ * sizeof(float));
+  }
+  if (w->gradient_region == nullptr) {
+    const int rank = static_cast<int>(w - workers_.data());
+    ASSIGN_OR_RETURN(w->gradient_region,
+                     SharedRegion::Create(absl::StrCat(base, "-w", rank, "-grads"), arena_size_));
+  }
+  return SharedMemoryNames{w->gradient_region->name(), parameter_region_->name(), arena_size_};
+}
+
+absl::StatusOr<Tensor> Job::SharedGradient(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
+  }
+  if (w->gradient_region == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " pushed through shared memory without opening it"));
+  }
+  return Tensor::View(w->gradient_region->data(), {arena_size_});
 }
 
 absl::StatusOr<v1::JobState> Job::Heartbeat(const std::string& worker_id) {

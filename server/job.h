@@ -25,6 +25,7 @@
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/parameters.h"
+#include "core/shared_region.h"
 #include "psgrid/v1/service.pb.h"
 
 namespace psgrid {
@@ -43,6 +44,13 @@ struct GradientPush {
   double loss_sum = 0;
   int64_t correct = 0;
   const Tensor* gradients = nullptr;  // arena in layout() order; borrowed for the call
+};
+
+// Where a worker on the server's machine exchanges tensors through shared memory.
+struct SharedMemoryNames {
+  std::string gradient_segment;   // the worker's: it writes a gradient there before a push
+  std::string parameter_segment;  // the job's: the newest version, rewritten at each step
+  int64_t arena_floats = 0;
 };
 
 // An immutable published version of the parameters.
@@ -85,6 +93,15 @@ class Job {
   // DEADLINE_EXCEEDED when neither happens by `deadline`.
   absl::StatusOr<ParameterSnapshot> WaitForVersion(int64_t min_version, absl::Time deadline);
 
+  // Creates (once) the job's parameter segment and this worker's gradient segment. In the
+  // synchronous protocol a worker copies version t out of the parameter segment before it
+  // pushes step t, and version t+1 is written only when every push of step t has arrived, so
+  // nobody reads the segment while it is rewritten. NOT_FOUND for an unknown worker.
+  absl::StatusOr<SharedMemoryNames> OpenSharedMemory(const std::string& worker_id);
+  // A view of the worker's gradient segment, for a shared-memory push (valid while the job
+  // lives). FAILED_PRECONDITION when the worker opened none.
+  absl::StatusOr<Tensor> SharedGradient(const std::string& worker_id);
+
   // Rank 0's evaluation at the end of an epoch. NOT_FOUND for an unknown worker.
   absl::Status ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
                              double test_loss, double test_accuracy);
@@ -112,6 +129,7 @@ class Job {
     std::string name;
     absl::Time last_seen;
     int64_t pushed_step = -1;  // the last step this worker's gradient was counted for
+    std::unique_ptr<SharedRegion> gradient_region;  // shared-memory pushes, when opened
   };
 
   void SetStateLocked(v1::JobState state, const std::string& message)
@@ -142,6 +160,7 @@ class Job {
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SharedRegion> parameter_region_ ABSL_GUARDED_BY(mu_);  // newest version
   // Progress. Training starts with the first gradient (workers load data after joining).
   absl::Time started_ ABSL_GUARDED_BY(mu_);
   absl::Time ended_ ABSL_GUARDED_BY(mu_);

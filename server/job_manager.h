@@ -25,6 +25,8 @@ struct JobManagerOptions {
   std::string data_dir;                               // where job records go ("" = none)
   absl::Duration worker_timeout = absl::Seconds(30);  // silence after which a job fails
   absl::Duration liveness_period = absl::Seconds(1);
+  // Offer workers on this machine shared-memory segments for their tensors.
+  bool shared_memory = false;
 };
 
 class JobManager {
@@ -44,6 +46,8 @@ class JobManager {
   // one. Waits until `deadline` for one to appear; NOT_FOUND if none did.
   absl::StatusOr<std::shared_ptr<Job>> WaitForJobNeedingWorkers(const std::string& job_id,
                                                                 absl::Time deadline);
+
+  bool shared_memory() const { return options_.shared_memory; }
 
   // Stops every job that has not ended (graceful shutdown).
   void StopAll(const std::string& reason);

@@ -66,9 +66,13 @@ int Run(int argc, char** argv) {
   std::string listen = "127.0.0.1:7070";
   std::string data_dir;
   double worker_timeout_s = 30;
+  bool shared_memory = false;
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0 picks one)")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for job records (none when empty)");
+  app.add_flag("--shared-memory", shared_memory,
+               "Offer workers on this machine shared memory for their tensors "
+               "(psgrid-worker --shared-memory)");
   app.add_option("--worker-timeout", worker_timeout_s,
                  "Seconds without a word from a worker after which its job fails")
       ->capture_default_str()
@@ -91,6 +95,7 @@ int Run(int argc, char** argv) {
   psgrid::JobManagerOptions options;
   options.data_dir = data_dir;
   options.worker_timeout = absl::Seconds(worker_timeout_s);
+  options.shared_memory = shared_memory;
   psgrid::JobManager manager(options);
 
   absl::StatusOr<std::unique_ptr<psgrid::GrpcServer>> server =

@@ -2,6 +2,7 @@
 // real gRPC parameter server and two workers talking to it over loopback, with shuffle: false,
 // end with the same weights as one process training at twice the batch.
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -34,17 +35,23 @@ v1::JobSpec Spec(int workers, int batch, const std::string& optimizer) {
       "name: equivalence\n"
       "model: {layers: [{type: dense, units: 6}, {type: tanh}, {type: dense, units: 1}], "
       "loss: mse, init: {scheme: xavier, seed: 5}}\n"
-      "data: {dataset: csv, path: " + data + ", test_path: " + data + ", shuffle: false}\n"
-      "training: {workers: " + std::to_string(workers) + ", batch_size: " +
-      std::to_string(batch) + ", epochs: 2}\n"
-      "optimizer: " + optimizer + "\n",
+      "data: {dataset: csv, path: " +
+          data + ", test_path: " + data +
+          ", shuffle: false}\n"
+          "training: {workers: " +
+          std::to_string(workers) + ", batch_size: " + std::to_string(batch) +
+          ", epochs: 2}\n"
+          "optimizer: " +
+          optimizer + "\n",
       "spec");
   EXPECT_OK(spec);
   return *spec;
 }
 
-Tensor TrainDistributed(const v1::JobSpec& spec) {
-  JobManager manager({});
+Tensor TrainDistributed(const v1::JobSpec& spec, bool shared_memory) {
+  JobManagerOptions manager_options;
+  manager_options.shared_memory = shared_memory;
+  JobManager manager(manager_options);
   auto server = GrpcServer::Start("127.0.0.1:0", &manager);
   EXPECT_OK(server);
   auto id = manager.Submit(spec);
@@ -59,6 +66,7 @@ Tensor TrainDistributed(const v1::JobSpec& spec) {
       WorkerOptions options;
       options.job_id = *id;
       options.verbose = false;
+      options.shared_memory = shared_memory;
       options.wait_for_job = absl::Seconds(30);
       EXPECT_OK(Worker(client->get(), &backend, options).Run());
     });
@@ -67,6 +75,10 @@ Tensor TrainDistributed(const v1::JobSpec& spec) {
   auto job = manager.Get(*id);
   EXPECT_OK(job);
   EXPECT_EQ((*job)->Status().state(), v1::JOB_STATE_COMPLETED) << (*job)->Status().message();
+  if (shared_memory) {  // the workers did take the shared-memory path
+    EXPECT_TRUE(std::filesystem::exists("/dev/shm/psgrid-" + std::to_string(getpid()) + "-" + *id +
+                                        "-w1-grads"));
+  }
   auto snapshot = (*job)->WaitForVersion((*job)->total_steps(), absl::Now() + absl::Seconds(5));
   EXPECT_OK(snapshot);
   (*server)->Shutdown(absl::Seconds(1));
@@ -81,11 +93,11 @@ Tensor TrainInOneProcess(const v1::JobSpec& spec) {
   return (*trainer)->model().parameters().values();
 }
 
-TEST(DistributedEquivalence, TwoGrpcWorkersAtBatchBMatchOneProcessAtBatch2B) {
+void ExpectTwoWorkersMatchOneProcess(bool shared_memory) {
   for (const std::string optimizer : {"{type: sgd, learning_rate: 0.1}",
                                       "{type: momentum, learning_rate: 0.05, momentum: 0.9}"}) {
     SCOPED_TRACE(optimizer);
-    const Tensor distributed = TrainDistributed(Spec(2, 10, optimizer));
+    const Tensor distributed = TrainDistributed(Spec(2, 10, optimizer), shared_memory);
     const Tensor single = TrainInOneProcess(Spec(1, 20, optimizer));
     const Tensor initial = [&] {
       v1::JobSpec untrained = Spec(1, 20, optimizer);
@@ -111,6 +123,14 @@ TEST(DistributedEquivalence, TwoGrpcWorkersAtBatchBMatchOneProcessAtBatch2B) {
     EXPECT_LE(max_abs, 1e-6);
     EXPECT_GT(moved, 1e-2);  // training really changed the weights
   }
+}
+
+TEST(DistributedEquivalence, TwoGrpcWorkersAtBatchBMatchOneProcessAtBatch2B) {
+  ExpectTwoWorkersMatchOneProcess(/*shared_memory=*/false);
+}
+
+TEST(DistributedEquivalence, TwoSharedMemoryWorkersAtBatchBMatchOneProcessAtBatch2B) {
+  ExpectTwoWorkersMatchOneProcess(/*shared_memory=*/true);
 }
 
 }  // namespace

@@ -43,6 +43,13 @@ class ParameterClient {
   virtual absl::StatusOr<v1::JobState> Heartbeat(const std::string& job_id,
                                                  const std::string& worker_id,
                                                  absl::Time deadline) = 0;
+  // From now on, exchange tensors with the server through shared memory (a worker on the
+  // server's machine). FAILED_PRECONDITION when the transport or the server offers none; the
+  // client then goes on as before.
+  virtual absl::Status UseSharedMemory(const std::string& job_id, const std::string& worker_id,
+                                       absl::Time deadline) {
+    return absl::FailedPreconditionError("this transport has no shared memory");
+  }
 };
 
 }  // namespace psgrid

@@ -206,6 +206,14 @@ absl::Status WorkerSession::Run() {
   HeartbeatThread heartbeat(client_, reg_.job_id(), reg_.worker_id(), options_.heartbeat_period,
                             std::min(options_.rpc_timeout, kMaxHeartbeatTimeout));
   RETURN_IF_ERROR(Prepare());
+  if (options_.shared_memory) {
+    const absl::Status shm = client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(),
+                                                      absl::Now() + options_.rpc_timeout);
+    if (!shm.ok()) {
+      std::fprintf(stderr, "%s: no shared memory (%s); tensors go over the network\n",
+                   prefix_.c_str(), std::string(shm.message()).c_str());
+    }
+  }
   ASSIGN_OR_RETURN(PullResult initial, PullVersion(0));
   if (IsEnded(initial.state)) return EndOfJob(initial.state, initial.version);
   ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(initial.state));

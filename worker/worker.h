@@ -25,6 +25,7 @@ struct WorkerOptions {
   absl::Duration wait_for_job = absl::Hours(24 * 365);  // how long to wait for a job at all
   absl::Duration heartbeat_period = absl::Seconds(1);
   bool verbose = true;                                  // progress lines on stderr
+  bool shared_memory = false;  // exchange tensors through shared memory (same machine as server)
 };
 
 class Worker {

@@ -25,6 +25,7 @@ struct WorkerMainOptions {
   int threads = 1;
   double connect_timeout_seconds = 30;
   bool quiet = false;
+  bool shared_memory = false;
 };
 
 std::string DefaultServer() {
@@ -35,9 +36,9 @@ std::string DefaultServer() {
 absl::Status RunWorker(const WorkerMainOptions& opts) {
   const int threads = SetBlasThreads(opts.threads);
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend("cpu"));
-  ASSIGN_OR_RETURN(std::unique_ptr<GrpcParameterClient> client,
-                   GrpcParameterClient::Connect(opts.server,
-                                                absl::Seconds(opts.connect_timeout_seconds)));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<GrpcParameterClient> client,
+      GrpcParameterClient::Connect(opts.server, absl::Seconds(opts.connect_timeout_seconds)));
   if (!opts.quiet) {
     std::fprintf(stderr, "psgrid-worker: connected to %s (%d BLAS thread(s))\n",
                  opts.server.c_str(), threads);
@@ -45,6 +46,7 @@ absl::Status RunWorker(const WorkerMainOptions& opts) {
   WorkerOptions options;
   options.job_id = opts.job_id;
   options.verbose = !opts.quiet;
+  options.shared_memory = opts.shared_memory;
   Worker worker(client.get(), backend.get(), options);
   return worker.Run();
 }
@@ -69,6 +71,8 @@ int RunWorkerMain(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_flag("--quiet", opts.quiet, "No progress lines on stderr");
+  app.add_flag("--shared-memory", opts.shared_memory,
+               "Exchange tensors through shared memory (a worker on the server's machine)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

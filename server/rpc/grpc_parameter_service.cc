@@ -110,19 +110,32 @@ grpc::Status GrpcParameterService::PushGradients(
   if (!found.ok()) return ToGrpcStatus(found.status());
   Job& job = **found;
 
-  // The gradients are assembled into a private arena; the job sees them only when whole.
-  const std::vector<ParamInfo>& layout = job.layout();
-  Tensor gradients({job.arena_size()});
-  SliceAssembler assembler(layout, gradients.data());
-  do {
-    for (const v1::TensorSlice& slice : message.slices()) {
-      if (absl::Status s = assembler.Add(slice); !s.ok()) return ToGrpcStatus(s);
-    }
-  } while (reader->Read(&message));
+  // The gradients are assembled into a private arena; the job sees them only when whole. A
+  // shared-memory push carries the header alone: the gradient is in the worker's segment.
+  Tensor gradients;
+  if (header.shared_memory()) {
+    do {
+      if (message.slices_size() != 0) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "a shared-memory push carries no tensor slices");
+      }
+    } while (reader->Read(&message));
+    absl::StatusOr<Tensor> shared = job.SharedGradient(header.worker_id());
+    if (!shared.ok()) return ToGrpcStatus(shared.status());
+    gradients = std::move(*shared);
+  } else {
+    gradients = Tensor({job.arena_size()});
+    SliceAssembler assembler(job.layout(), gradients.data());
+    do {
+      for (const v1::TensorSlice& slice : message.slices()) {
+        if (absl::Status s = assembler.Add(slice); !s.ok()) return ToGrpcStatus(s);
+      }
+    } while (reader->Read(&message));
+    if (absl::Status s = assembler.Finish(); !s.ok()) return ToGrpcStatus(s);
+  }
   if (context->IsCancelled()) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the push was cancelled");
   }
-  if (absl::Status s = assembler.Finish(); !s.ok()) return ToGrpcStatus(s);
 
   GradientPush push;
   push.worker_id = header.worker_id();
@@ -160,6 +173,15 @@ grpc::Status GrpcParameterService::PullParameters(
   v1::PullParametersResponse head;
   head.set_version(snapshot->version);
   head.set_state(snapshot->state);
+  if (request->shared_memory()) {
+    // The parameters are in the job's segment already; only the version travels.
+    absl::StatusOr<Tensor> opened = job.SharedGradient(request->worker_id());
+    if (!opened.ok()) return ToGrpcStatus(opened.status());
+    if (!writer->Write(head)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the puller went away");
+    }
+    return grpc::Status::OK;
+  }
   bool written = writer->Write(head);
   if (written) {
     EncodeSlices(job.layout(), snapshot->values->data(), kDefaultChunkBytes,
@@ -189,6 +211,23 @@ grpc::Status GrpcParameterService::ReportMetrics(grpc::ServerContext* context,
   return ToGrpcStatus((*job)->ReportMetrics(request->worker_id(), request->epoch(),
                                             request->version(), request->test_loss(),
                                             request->test_accuracy()));
+}
+
+grpc::Status GrpcParameterService::OpenSharedMemory(grpc::ServerContext* context,
+                                                    const v1::OpenSharedMemoryRequest* request,
+                                                    v1::OpenSharedMemoryResponse* response) {
+  if (!manager_->shared_memory()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this server offers no shared memory (psgrid-server --shared-memory)");
+  }
+  absl::StatusOr<std::shared_ptr<Job>> job = manager_->Get(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  absl::StatusOr<SharedMemoryNames> names = (*job)->OpenSharedMemory(request->worker_id());
+  if (!names.ok()) return ToGrpcStatus(names.status());
+  response->set_gradient_segment(names->gradient_segment);
+  response->set_parameter_segment(names->parameter_segment);
+  response->set_arena_floats(names->arena_floats);
+  return grpc::Status::OK;
 }
 
 grpc::Status GrpcParameterService::Heartbeat(grpc::ServerContext* context,

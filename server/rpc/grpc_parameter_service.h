@@ -35,6 +35,9 @@ class GrpcParameterService final : public v1::Parameters::Service {
                              v1::PushGradientsResponse* response) override;
   // Waits (up to the call's deadline, or 60 s without one) for min_version, then streams
   // {version, state} followed by the slices of every parameter.
+  grpc::Status OpenSharedMemory(grpc::ServerContext* context,
+                                const v1::OpenSharedMemoryRequest* request,
+                                v1::OpenSharedMemoryResponse* response) override;
   grpc::Status PullParameters(grpc::ServerContext* context,
                               const v1::PullParametersRequest* request,
                               grpc::ServerWriter<v1::PullParametersResponse>* writer) override;

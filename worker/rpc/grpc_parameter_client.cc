@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -94,6 +95,21 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
   *message.mutable_header() = header;  // travels with the first group of slices
   bool stream_ok = true;
   bool sent_any = false;
+  if (gradient_region_ != nullptr) {
+    if (gradients.size() < gradient_region_->floats()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("push of step ", header.step(), ": a gradient arena of ", gradients.size(),
+                       " floats, the shared segment holds ", gradient_region_->floats()));
+    }
+    // The server reads the gradient from our segment once the header arrives.
+    std::memcpy(gradient_region_->data(), gradients.data(),
+                gradient_region_->floats() * sizeof(float));
+    message.mutable_header()->set_shared_memory(true);
+    stream_ok = writer->Write(message);
+    if (stream_ok) writer->WritesDone();
+    RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+    return response;
+  }
   EncodeSlices(layout, gradients.data(), kDefaultChunkBytes,
                [&](std::vector<v1::TensorSlice>&& group) {
                  for (v1::TensorSlice& slice : group) *message.add_slices() = std::move(slice);
@@ -125,6 +141,7 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
   request.set_job_id(job_id);
   request.set_worker_id(worker_id);
   request.set_min_version(min_version);
+  request.set_shared_memory(parameter_region_ != nullptr);
   std::unique_ptr<grpc::ClientReader<v1::PullParametersResponse>> reader =
       stub_->PullParameters(&context, request);
 
@@ -160,6 +177,18 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
     return absl::InternalError(
         absl::StrCat("the parameter server at ", address_, " ended a pull without a version"));
   }
+  if (parameter_region_ != nullptr) {
+    if (values->size() < parameter_region_->floats()) {
+      return absl::InvalidArgumentError(absl::StrCat("pull: a parameter arena of ", values->size(),
+                                                     " floats, the shared segment holds ",
+                                                     parameter_region_->floats()));
+    }
+    // Version `result.version` is in the segment: the server rewrites it only after every
+    // worker, this one included, has pushed the next step.
+    std::memcpy(values->data(), parameter_region_->data(),
+                parameter_region_->floats() * sizeof(float));
+    return result;
+  }
   if (slices == 0 && IsEnded(result.state)) return result;
   absl::Status whole = assembler.Finish();
   if (!whole.ok()) {
@@ -167,6 +196,25 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
                         absl::StrCat("parameters from ", address_, ": ", whole.message()));
   }
   return result;
+}
+
+absl::Status GrpcParameterClient::UseSharedMemory(const std::string& job_id,
+                                                  const std::string& worker_id,
+                                                  absl::Time deadline) {
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::OpenSharedMemoryRequest request;
+  request.set_job_id(job_id);
+  request.set_worker_id(worker_id);
+  v1::OpenSharedMemoryResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->OpenSharedMemory(&context, request, &response)));
+  ASSIGN_OR_RETURN(std::unique_ptr<SharedRegion> gradient,
+                   SharedRegion::Open(response.gradient_segment(), response.arena_floats()));
+  ASSIGN_OR_RETURN(std::unique_ptr<SharedRegion> parameters,
+                   SharedRegion::Open(response.parameter_segment(), response.arena_floats()));
+  gradient_region_ = std::move(gradient);
+  parameter_region_ = std::move(parameters);
+  return absl::OkStatus();
 }
 
 absl::Status GrpcParameterClient::ReportMetrics(const v1::ReportMetricsRequest& request,

@@ -1,8 +1,8 @@
 // GrpcParameterClient: the ParameterClient that talks to a psgrid parameter server over gRPC
 // (service psgrid.v1.Parameters).
 //
-//   ASSIGN_OR_RETURN(auto client, GrpcParameterClient::Connect("127.0.0.1:7070", absl::Seconds(30)));
-//   Worker worker(client.get(), backend.get(), options);
+//   ASSIGN_OR_RETURN(auto client, GrpcParameterClient::Connect("127.0.0.1:7070",
+//   absl::Seconds(30))); Worker worker(client.get(), backend.get(), options);
 //
 // Gradients and parameters travel as typed tensor slices (core/tensor_codec.h), about 1 MiB of
 // tensor data per stream message. gRPC errors come back as absl::Status with the same code and
@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/shared_region.h"
 #include "psgrid/v1/service.grpc.pb.h"
 #include "worker/parameter_client.h"
 
@@ -47,10 +48,13 @@ class GrpcParameterClient : public ParameterClient {
   absl::StatusOr<PullResult> Pull(const std::string& job_id, const std::string& worker_id,
                                   int64_t min_version, const std::vector<ParamInfo>& layout,
                                   Tensor* values, absl::Time deadline) override;
-  absl::Status ReportMetrics(const v1::ReportMetricsRequest& request,
-                             absl::Time deadline) override;
+  absl::Status ReportMetrics(const v1::ReportMetricsRequest& request, absl::Time deadline) override;
   absl::StatusOr<v1::JobState> Heartbeat(const std::string& job_id, const std::string& worker_id,
                                          absl::Time deadline) override;
+  // Maps the segments the server created for this worker; pushes and pulls then carry only
+  // their headers over gRPC. Not to be called concurrently with Push or Pull.
+  absl::Status UseSharedMemory(const std::string& job_id, const std::string& worker_id,
+                               absl::Time deadline) override;
 
  private:
   GrpcParameterClient(std::string address, std::shared_ptr<grpc::Channel> channel);
@@ -58,6 +62,9 @@ class GrpcParameterClient : public ParameterClient {
   const std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Parameters::Stub> stub_;
+  // Set by UseSharedMemory; used by Push (gradient) and Pull (parameters).
+  std::unique_ptr<SharedRegion> gradient_region_;
+  std::unique_ptr<SharedRegion> parameter_region_;
 };
 
 }  // namespace psgrid
