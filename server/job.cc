@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->arena_size_ = params.total_size();
   job->gradient_sum_ = Tensor({params.total_size()});
   job->published_ = std::make_shared<const Tensor>(params.values());
+  job->published_version_ = 0;
   return job;
 }
 
@@ -167,7 +168,6 @@ void Job::ApplyStepLocked() {
   }
   gradient_sum_.SetZero();
   ++version_;
-  published_ = std::make_shared<const Tensor>(params.values());
   if (parameter_region_ != nullptr) {
     std::memcpy(parameter_region_->data(), params.values().data(), arena_size_ * sizeof(float));
   }
@@ -198,7 +198,8 @@ void Job::ApplyStepLocked() {
   if (event) ++revision_;
 }
 
-absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl::Time deadline) {
+absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl::Time deadline,
+                                                      bool with_values) {
   absl::MutexLock lock(&mu_);
   auto ready = [this, min_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return version_ >= min_version || EndedLocked();
@@ -206,6 +207,13 @@ absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl:
   if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
     return absl::DeadlineExceededError(absl::StrCat("job ", id_, " did not reach version ",
                                                     min_version, " in time (at ", version_, ")"));
+  }
+  // Snapshots are taken when a network pull first asks for a version: shared-memory workers
+  // never need one, and every puller of a version shares the same copy.
+  if (!with_values) return ParameterSnapshot{version_, state_, nullptr};
+  if (published_version_ != version_) {
+    published_ = std::make_shared<const Tensor>(model_->parameters().values());
+    published_version_ = version_;
   }
   return ParameterSnapshot{version_, state_, published_};
 }

@@ -90,8 +90,10 @@ class Job {
   absl::StatusOr<bool> PushGradients(const GradientPush& push);
 
   // The newest parameters once version >= min_version, or at once when the job has ended.
-  // DEADLINE_EXCEEDED when neither happens by `deadline`.
-  absl::StatusOr<ParameterSnapshot> WaitForVersion(int64_t min_version, absl::Time deadline);
+  // DEADLINE_EXCEEDED when neither happens by `deadline`. Without `with_values` the snapshot
+  // carries version and state only (for shared-memory workers, who read the segment).
+  absl::StatusOr<ParameterSnapshot> WaitForVersion(int64_t min_version, absl::Time deadline,
+                                                   bool with_values = true);
 
   // Creates (once) the job's parameter segment and this worker's gradient segment. In the
   // synchronous protocol a worker copies version t out of the parameter segment before it
@@ -159,7 +161,8 @@ class Job {
   int pushes_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);         // a copy of version...
+  int64_t published_version_ ABSL_GUARDED_BY(mu_) = -1;                  // ...this one
   std::unique_ptr<SharedRegion> parameter_region_ ABSL_GUARDED_BY(mu_);  // newest version
   // Progress. Training starts with the first gradient (workers load data after joining).
   absl::Time started_ ABSL_GUARDED_BY(mu_);

@@ -69,6 +69,26 @@ class SharedMemoryTest : public ::testing::Test {
     return writer->Finish();
   }
 
+  // One push on a raw SharedMemorySteps stream: the stream's final status.
+  grpc::Status RawStep(bool shared_memory) {
+    auto stub =
+        v1::Parameters::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    auto stream = stub->SharedMemorySteps(&context);
+    v1::PushHeader header;
+    header.set_job_id(reg_.job_id());
+    header.set_worker_id(reg_.worker_id());
+    header.set_sample_count(1);
+    header.set_shared_memory(shared_memory);
+    stream->Write(header);
+    stream->WritesDone();
+    v1::PullParametersResponse answer;
+    while (stream->Read(&answer)) {
+    }
+    return stream->Finish();
+  }
+
   std::unique_ptr<JobManager> manager_;
   std::unique_ptr<GrpcServer> server_;
   std::string address_;
@@ -103,6 +123,18 @@ TEST_F(SharedMemoryTest, ASharedMemoryPushWithSlicesIsRefused) {
       client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + absl::Seconds(5)));
   const grpc::Status status = RawPush(/*shared_memory=*/true, /*with_slice=*/true);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(job_->Status().step(), 0);
+}
+
+TEST_F(SharedMemoryTest, TheStepStreamRefusesPushesItCannotTake) {
+  Start(/*shared_memory=*/true);
+  grpc::Status status = RawStep(/*shared_memory=*/true);  // the segment was never opened
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_OK(
+      client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + absl::Seconds(5)));
+  status = RawStep(/*shared_memory=*/false);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("shared-memory pushes only"));
   EXPECT_EQ(job_->Status().step(), 0);
 }
 

@@ -30,6 +30,18 @@ absl::Time CallDeadline(const grpc::ServerContext* context, absl::Duration fallb
 // Elements of the job's parameter arena: its tensors at their layout offsets plus the
 // alignment padding the ParameterSet leaves after each, which the layout does not show. The
 // published parameters always exist and have exactly that size.
+// The domain's view of a push: the header's fields and the gradient arena (borrowed).
+GradientPush PushOf(const v1::PushHeader& header, const Tensor* gradients) {
+  GradientPush push;
+  push.worker_id = header.worker_id();
+  push.step = header.step();
+  push.sample_count = header.sample_count();
+  push.loss_sum = header.loss_sum();
+  push.correct = header.correct();
+  push.gradients = gradients;
+  return push;
+}
+
 }  // namespace
 
 GrpcParameterService::GrpcParameterService(JobManager* manager) : manager_(manager) {}
@@ -137,13 +149,7 @@ grpc::Status GrpcParameterService::PushGradients(
     return grpc::Status(grpc::StatusCode::CANCELLED, "the push was cancelled");
   }
 
-  GradientPush push;
-  push.worker_id = header.worker_id();
-  push.step = header.step();
-  push.sample_count = header.sample_count();
-  push.loss_sum = header.loss_sum();
-  push.correct = header.correct();
-  push.gradients = &gradients;
+  const GradientPush push = PushOf(header, &gradients);
   absl::StatusOr<bool> duplicate = job.PushGradients(push);
   if (!duplicate.ok()) return ToGrpcStatus(duplicate.status());
   response->set_duplicate(*duplicate);
@@ -161,7 +167,8 @@ grpc::Status GrpcParameterService::PullParameters(
   absl::StatusOr<ParameterSnapshot> snapshot;
   while (true) {
     snapshot =
-        job.WaitForVersion(request->min_version(), std::min(deadline, absl::Now() + kWaitSlice));
+        job.WaitForVersion(request->min_version(), std::min(deadline, absl::Now() + kWaitSlice),
+                           /*with_values=*/!request->shared_memory());
     if (snapshot.ok()) break;
     if (snapshot.status().code() != absl::StatusCode::kDeadlineExceeded ||
         absl::Now() >= deadline) {
@@ -227,6 +234,50 @@ grpc::Status GrpcParameterService::OpenSharedMemory(grpc::ServerContext* context
   response->set_gradient_segment(names->gradient_segment);
   response->set_parameter_segment(names->parameter_segment);
   response->set_arena_floats(names->arena_floats);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcParameterService::SharedMemorySteps(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::PullParametersResponse, v1::PushHeader>* stream) {
+  std::shared_ptr<Job> job;
+  v1::PushHeader header;
+  while (stream->Read(&header)) {
+    if (job == nullptr) {
+      absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(header.job_id());
+      if (!found.ok()) return ToGrpcStatus(found.status());
+      job = *found;
+    } else if (header.job_id() != job->id()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("a step stream of job ", job->id(), " got a push for job ",
+                                       header.job_id()));
+    }
+    if (!header.shared_memory()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a step stream carries shared-memory pushes only");
+    }
+    absl::StatusOr<Tensor> gradients = job->SharedGradient(header.worker_id());
+    if (!gradients.ok()) return ToGrpcStatus(gradients.status());
+    absl::StatusOr<bool> duplicate = job->PushGradients(PushOf(header, &*gradients));
+    if (!duplicate.ok()) return ToGrpcStatus(duplicate.status());
+    // The next version; the job's liveness check ends the wait if a peer has gone.
+    absl::StatusOr<ParameterSnapshot> next;
+    while (true) {
+      next = job->WaitForVersion(header.step() + 1, absl::Now() + kWaitSlice,
+                                 /*with_values=*/false);
+      if (next.ok()) break;
+      if (next.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        return ToGrpcStatus(next.status());
+      }
+      if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
+    }
+    v1::PullParametersResponse response;
+    response.set_version(next->version);
+    response.set_state(next->state);
+    if (!stream->Write(response)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the worker went away");
+    }
+  }
   return grpc::Status::OK;
 }
 

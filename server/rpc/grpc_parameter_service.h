@@ -38,6 +38,9 @@ class GrpcParameterService final : public v1::Parameters::Service {
   grpc::Status OpenSharedMemory(grpc::ServerContext* context,
                                 const v1::OpenSharedMemoryRequest* request,
                                 v1::OpenSharedMemoryResponse* response) override;
+  grpc::Status SharedMemorySteps(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::PullParametersResponse, v1::PushHeader>* stream) override;
   grpc::Status PullParameters(grpc::ServerContext* context,
                               const v1::PullParametersRequest* request,
                               grpc::ServerWriter<v1::PullParametersResponse>* writer) override;

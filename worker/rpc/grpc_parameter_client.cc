@@ -16,6 +16,10 @@ namespace psgrid {
 namespace {
 
 constexpr int kMaxReceiveMessageBytes = 16 << 20;
+// A step stream lives at most this long, and is renewed when less than kStepStreamRenewal of
+// it is left: a step that waits on it (for the slowest worker) is bounded by that.
+constexpr absl::Duration kStepStreamLifetime = absl::Minutes(5);
+constexpr absl::Duration kStepStreamRenewal = absl::Minutes(2);
 // Reconnection backoff of the channel: short, so that a worker started before its server (or
 // across a server restart) connects soon after the server listens.
 constexpr int kInitialReconnectBackoffMs = 100;
@@ -101,14 +105,24 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
           absl::StrCat("push of step ", header.step(), ": a gradient arena of ", gradients.size(),
                        " floats, the shared segment holds ", gradient_region_->floats()));
     }
-    // The server reads the gradient from our segment once the header arrives.
+    // The gradient goes into our segment; the header alone travels, on the step stream.
     std::memcpy(gradient_region_->data(), gradients.data(),
                 gradient_region_->floats() * sizeof(float));
-    message.mutable_header()->set_shared_memory(true);
-    stream_ok = writer->Write(message);
-    if (stream_ok) writer->WritesDone();
-    RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
-    return response;
+    if (step_stream_ != nullptr && absl::Now() + kStepStreamRenewal > step_stream_deadline_) {
+      CloseStepStream();
+    }
+    if (step_stream_ == nullptr) RETURN_IF_ERROR(OpenStepStream());
+    v1::PushHeader shared = header;
+    shared.set_shared_memory(true);
+    if (!step_stream_->Write(shared)) {
+      const grpc::Status status = step_stream_->Finish();
+      step_stream_.reset();
+      step_context_.reset();
+      return absl::UnavailableError(absl::StrCat("push of step ", header.step(), " to ", address_,
+                                                 ": ", status.error_message()));
+    }
+    answer_pending_ = true;
+    return v1::PushGradientsResponse();
   }
   EncodeSlices(layout, gradients.data(), kDefaultChunkBytes,
                [&](std::vector<v1::TensorSlice>&& group) {
@@ -134,6 +148,28 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
     return absl::InvalidArgumentError(absl::StrCat("pull: a parameter arena of ", values->size(),
                                                    " floats, the layout needs ",
                                                    LayoutSize(layout)));
+  }
+  if (answer_pending_ && step_stream_ != nullptr) {
+    answer_pending_ = false;
+    v1::PullParametersResponse answer;
+    if (!step_stream_->Read(&answer)) {
+      const absl::Status status = FromGrpcStatus(step_stream_->Finish());
+      step_stream_.reset();
+      step_context_.reset();
+      if (!status.ok()) return status;
+      return absl::UnavailableError(absl::StrCat("the step stream to ", address_, " ended"));
+    }
+    if (answer.version() >= min_version || IsEnded(answer.state())) {
+      if (values->size() < parameter_region_->floats()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pull: a parameter arena of ", values->size(),
+                         " floats, the shared segment holds ", parameter_region_->floats()));
+      }
+      std::memcpy(values->data(), parameter_region_->data(),
+                  parameter_region_->floats() * sizeof(float));
+      return PullResult{answer.version(), answer.state()};
+    }
+    // An answer to an earlier step than asked for: ask for the version itself below.
   }
   grpc::ClientContext context;
   SetDeadline(&context, deadline);
@@ -196,6 +232,28 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
                         absl::StrCat("parameters from ", address_, ": ", whole.message()));
   }
   return result;
+}
+
+absl::Status GrpcParameterClient::OpenStepStream() {
+  step_context_ = std::make_unique<grpc::ClientContext>();
+  step_stream_deadline_ = absl::Now() + kStepStreamLifetime;
+  SetDeadline(step_context_.get(), step_stream_deadline_);
+  step_stream_ = stub_->SharedMemorySteps(step_context_.get());
+  if (step_stream_ == nullptr) {
+    step_context_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot open a step stream to ", address_));
+  }
+  answer_pending_ = false;
+  return absl::OkStatus();
+}
+
+void GrpcParameterClient::CloseStepStream() {
+  if (step_stream_ == nullptr) return;
+  step_stream_->WritesDone();
+  (void)step_stream_->Finish();
+  step_stream_.reset();
+  step_context_.reset();
+  answer_pending_ = false;
 }
 
 absl::Status GrpcParameterClient::UseSharedMemory(const std::string& job_id,

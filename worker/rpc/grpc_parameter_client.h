@@ -30,6 +30,8 @@ class GrpcParameterClient : public ParameterClient {
   static absl::StatusOr<std::unique_ptr<GrpcParameterClient>> Connect(
       const std::string& address, absl::Duration connect_timeout);
 
+  ~GrpcParameterClient() override { CloseStepStream(); }
+
   const std::string& address() const { return address_; }
 
   // Waits for the server (wait-for-ready) and for a job until `deadline`.
@@ -65,6 +67,17 @@ class GrpcParameterClient : public ParameterClient {
   // Set by UseSharedMemory; used by Push (gradient) and Pull (parameters).
   std::unique_ptr<SharedRegion> gradient_region_;
   std::unique_ptr<SharedRegion> parameter_region_;
+
+  // Shared-memory steps travel on one SharedMemorySteps stream, renewed before its deadline
+  // (kStepStreamLifetime) runs out so that every wait on it stays bounded. A Push writes to
+  // it; the Pull that follows reads the answer.
+  absl::Status OpenStepStream();
+  void CloseStepStream();
+  std::unique_ptr<grpc::ClientContext> step_context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::PushHeader, v1::PullParametersResponse>>
+      step_stream_;
+  absl::Time step_stream_deadline_;
+  bool answer_pending_ = false;  // a push was written and its answer not read yet
 };
 
 }  // namespace psgrid
