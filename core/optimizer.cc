@@ -11,9 +11,9 @@ namespace {
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(float lr) : lr_(lr) {}
-  void Step(Backend& backend, Tensor& weights, const Tensor& grads) override {
+  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale) override {
     PSGRID_CHECK(weights.size() == grads.size(), "weights and grads differ in size");
-    backend.SgdUpdate(weights.size(), lr_, grads.data(), weights.data());
+    backend.SgdUpdate(weights.size(), lr_, grad_scale, grads.data(), weights.data());
   }
   std::vector<std::pair<std::string, Tensor*>> State() override { return {}; }
 
@@ -24,10 +24,11 @@ class Sgd final : public Optimizer {
 class Momentum final : public Optimizer {
  public:
   Momentum(float lr, float momentum, int64_t n) : lr_(lr), momentum_(momentum), velocity_({n}) {}
-  void Step(Backend& backend, Tensor& weights, const Tensor& grads) override {
+  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale) override {
     PSGRID_CHECK(weights.size() == grads.size() && weights.size() == velocity_.size(),
                  "weights, grads and velocity differ in size");
-    backend.MomentumUpdate(weights.size(), lr_, momentum_, grads.data(), velocity_.data(),
+    backend.MomentumUpdate(weights.size(), lr_, momentum_, grad_scale, grads.data(),
+                           velocity_.data(),
                            weights.data());
   }
   std::vector<std::pair<std::string, Tensor*>> State() override {

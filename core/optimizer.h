@@ -23,8 +23,9 @@ namespace psgrid {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  // One update of `weights` (n elements) from `grads` (n elements).
-  virtual void Step(Backend& backend, Tensor& weights, const Tensor& grads) = 0;
+  // One update of `weights` (n elements) from the gradient grad_scale·`grads` (n elements).
+  virtual void Step(Backend& backend, Tensor& weights, const Tensor& grads,
+                    float grad_scale = 1.0f) = 0;
   // Named state buffers (e.g. {"velocity", ...}); empty for plain SGD.
   virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;
 };

@@ -147,8 +147,10 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   }
   if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
   if (push.sample_count > 0) {
-    backend_->Axpy(gradient_sum_.size(), static_cast<float>(push.sample_count),
-                   push.gradients->data(), gradient_sum_.data());
+    // The step's first gradient overwrites the sum (no clearing pass); later ones add to it.
+    backend_->Axpby(gradient_sum_.size(), static_cast<float>(push.sample_count),
+                    push.gradients->data(), samples_this_step_ == 0 ? 0.0f : 1.0f,
+                    gradient_sum_.data());
   }
   w->pushed_step = push.step;
   ++pushes_this_step_;
@@ -161,12 +163,11 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
 void Job::ApplyStepLocked() {
   ParameterSet& params = model_->parameters();
   if (samples_this_step_ > 0) {
-    backend_->Scale(gradient_sum_.size(), 1.0f / static_cast<float>(samples_this_step_),
-                    gradient_sum_.data());
-    optimizer_->Step(*backend_, params.values(), gradient_sum_);
+    // The mean of the workers' gradients, weighted by their samples, in the update's pass.
+    optimizer_->Step(*backend_, params.values(), gradient_sum_,
+                     1.0f / static_cast<float>(samples_this_step_));
     train_loss_ = loss_sum_this_step_ / static_cast<double>(samples_this_step_);
   }
-  gradient_sum_.SetZero();
   ++version_;
   if (parameter_region_ != nullptr) {
     std::memcpy(parameter_region_->data(), params.values().data(), arena_size_ * sizeof(float));

@@ -156,7 +156,8 @@ class Job {
   std::vector<WorkerState> workers_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Model> model_ ABSL_GUARDED_BY(mu_);  // owns the working parameters
   std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(mu_);
-  Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);  // Σ sample_count · gradient for the current step
+  // Σ sample_count · gradient of the current step; valid only once samples_this_step_ > 0.
+  Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   int pushes_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;

@@ -52,16 +52,18 @@ class Backend {
   virtual double MeanSquaredError(int64_t n, const float* pred, const float* target,
                                   float* dpred) = 0;
 
-  // y ← y + alpha·x and x ← alpha·x over n elements (gradient averaging).
-  virtual void Axpy(int64_t n, float alpha, const float* x, float* y) = 0;
-  virtual void Scale(int64_t n, float alpha, float* x) = 0;
+  // y ← alpha·x + beta·y over n elements (gradient sums). With beta = 0, y's old contents
+  // are ignored, not multiplied.
+  virtual void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) = 0;
 
-  // Optimizer kernels over n parameters.
+  // Optimizer kernels over n parameters, on the gradient g = grad_scale·grad (so that a sum of
+  // gradients becomes their mean in the same pass).
   // SGD: w ← w − lr·g.
-  virtual void SgdUpdate(int64_t n, float lr, const float* grad, float* weights) = 0;
+  virtual void SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
+                         float* weights) = 0;
   // Momentum: v ← μ·v − lr·g; w ← w + v.
-  virtual void MomentumUpdate(int64_t n, float lr, float momentum, const float* grad,
-                              float* velocity, float* weights) = 0;
+  virtual void MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale,
+                              const float* grad, float* velocity, float* weights) = 0;
 };
 
 }  // namespace psgrid

@@ -94,22 +94,29 @@ double CpuBackend::MeanSquaredError(int64_t n, const float* pred, const float* t
   return total / static_cast<double>(n);
 }
 
-void CpuBackend::Axpy(int64_t n, float alpha, const float* x, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+void CpuBackend::Axpby(int64_t n, float alpha, const float* x, float beta, float* y) {
+  if (beta == 0.0f) {
+    for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i];
+  } else if (beta == 1.0f) {
+    for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i] + beta * y[i];
+  }
 }
 
-void CpuBackend::Scale(int64_t n, float alpha, float* x) {
-  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+void CpuBackend::SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
+                           float* weights) {
+  if (grad_scale == 1.0f) {
+    for (int64_t i = 0; i < n; ++i) weights[i] -= lr * grad[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) weights[i] -= lr * (grad_scale * grad[i]);
+  }
 }
 
-void CpuBackend::SgdUpdate(int64_t n, float lr, const float* grad, float* weights) {
-  for (int64_t i = 0; i < n; ++i) weights[i] -= lr * grad[i];
-}
-
-void CpuBackend::MomentumUpdate(int64_t n, float lr, float momentum, const float* grad,
-                                float* velocity, float* weights) {
+void CpuBackend::MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale,
+                                const float* grad, float* velocity, float* weights) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = momentum * velocity[i] - lr * grad[i];
+    const float v = momentum * velocity[i] - lr * (grad_scale * grad[i]);
     velocity[i] = v;
     weights[i] += v;
   }

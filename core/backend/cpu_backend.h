@@ -26,11 +26,11 @@ class CpuBackend final : public Backend {
                              const int32_t* labels, float* dlogits, int64_t* correct) override;
   double MeanSquaredError(int64_t n, const float* pred, const float* target,
                           float* dpred) override;
-  void Axpy(int64_t n, float alpha, const float* x, float* y) override;
-  void Scale(int64_t n, float alpha, float* x) override;
-  void SgdUpdate(int64_t n, float lr, const float* grad, float* weights) override;
-  void MomentumUpdate(int64_t n, float lr, float momentum, const float* grad, float* velocity,
-                      float* weights) override;
+  void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
+  void SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
+                 float* weights) override;
+  void MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale, const float* grad,
+                      float* velocity, float* weights) override;
 };
 
 // Threads of the OpenBLAS pool (process-wide in OpenBLAS itself); n <= 0 leaves it as is.
