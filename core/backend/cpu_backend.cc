@@ -29,11 +29,14 @@ void CpuBackend::SumRows(int64_t rows, int64_t cols, const float* x, float* out)
   }
 }
 
-void CpuBackend::ReluForward(int64_t n, const float* x, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+// The element-wise loops promise no aliasing (__restrict) and use no branches, so that they
+// vectorise.
+void CpuBackend::ReluForward(int64_t n, const float* __restrict x, float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max(x[i], 0.0f);
 }
 
-void CpuBackend::ReluBackward(int64_t n, const float* y, const float* dy, float* dx) {
+void CpuBackend::ReluBackward(int64_t n, const float* __restrict y, const float* __restrict dy,
+                              float* __restrict dx) {
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
