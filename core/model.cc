@@ -15,7 +15,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   std::unique_ptr<Model> model(new Model());
   model->backend_ = backend;
   model->input_shape_ = input_shape;
-  if (spec.layers().empty()) return absl::InvalidArgumentError("model.layers: the model has no layers");
+  if (spec.layers().empty())
+    return absl::InvalidArgumentError("model.layers: the model has no layers");
   ASSIGN_OR_RETURN(model->loss_, CreateLoss(spec.loss()));
   Shape shape = input_shape;
   for (int i = 0; i < spec.layers_size(); ++i) {
@@ -23,8 +24,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
     ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(spec.layers(i), field));
     absl::StatusOr<Shape> out = layer->Build(shape, absl::StrCat(i), &model->params_);
     if (!out.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": ", out.status().message(),
-                                                     " (input ", ShapeToString(shape), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", out.status().message(), " (input ", ShapeToString(shape), ")"));
     }
     shape = *out;
     model->output_shapes_.push_back(shape);
@@ -48,6 +49,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   return model;
 }
 
+void Model::AdoptParameterArenas(float* values, float* grads) {
+  params_.AdoptArenas(values, grads);
+  for (auto& layer : layers_) layer->Bind(&params_);
+}
+
 ModelSummary Model::Summary() const {
   ModelSummary s;
   s.input_shape = input_shape_;
@@ -60,7 +66,8 @@ ModelSummary Model::Summary() const {
     for (const ParamInfo& info : params_.infos()) {
       if (info.name.rfind(prefix, 0) == 0) count += info.size;
     }
-    s.layers.push_back({static_cast<int>(i), std::string(layers_[i]->type()), output_shapes_[i], count});
+    s.layers.push_back(
+        {static_cast<int>(i), std::string(layers_[i]->type()), output_shapes_[i], count});
   }
   return s;
 }
@@ -73,10 +80,10 @@ std::string FormatSummary(const ModelSummary& s) {
     absl::StrAppend(&out, absl::StrFormat("%-6d %-10s %-16s %12d\n", l.index, l.type,
                                           ShapeToString(l.output_shape), l.parameters));
   }
-  absl::StrAppend(&out, absl::StrFormat(
-                            "parameters: %d (%d weights + %d biases), %d bytes as float32 "
-                            "(weights %d bytes)\n",
-                            s.parameters(), s.weights, s.biases, s.bytes(), s.weights * 4));
+  absl::StrAppend(&out,
+                  absl::StrFormat("parameters: %d (%d weights + %d biases), %d bytes as float32 "
+                                  "(weights %d bytes)\n",
+                                  s.parameters(), s.weights, s.biases, s.bytes(), s.weights * 4));
   return out;
 }
 

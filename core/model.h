@@ -54,6 +54,9 @@ class Model {
                                                        Backend* backend);
 
   ParameterSet& parameters() { return params_; }
+  // Switches the parameter and gradient arenas to caller-owned memory (see
+  // ParameterSet::AdoptArenas) and rebinds the layers to it.
+  void AdoptParameterArenas(float* values, float* grads);
   const ParameterSet& parameters() const { return params_; }
   const Loss& loss() const { return *loss_; }
   ModelSummary Summary() const;

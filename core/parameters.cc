@@ -24,6 +24,12 @@ void ParameterSet::Allocate() {
   allocated_ = true;
 }
 
+void ParameterSet::AdoptArenas(float* values, float* grads) {
+  PSGRID_CHECK(allocated_, "AdoptArenas before Allocate");
+  values_ = Tensor::View(values, {total_});
+  grads_ = Tensor::View(grads, {total_});
+}
+
 Tensor ParameterSet::Value(int index) {
   const ParamInfo& info = infos_[index];
   return Tensor::View(values_.data() + info.offset, info.shape);

@@ -38,6 +38,10 @@ class ParameterSet {
   int Declare(std::string name, Shape shape, ParamKind kind, int64_t fan_in, int64_t fan_out);
   // Allocates both arenas, zero-filled.
   void Allocate();
+  // Switches both arenas to memory the caller owns (total_size() floats each, e.g. shared
+  // memory), taking its contents as they are. Views taken before are invalid afterwards:
+  // rebind. The memory must outlive this ParameterSet's use of it.
+  void AdoptArenas(float* values, float* grads);
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   int64_t total_size() const { return total_; }

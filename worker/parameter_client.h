@@ -14,6 +14,13 @@
 
 namespace psgrid {
 
+// Shared-memory arenas a worker may train in directly (see UseSharedMemory).
+struct SharedArenas {
+  float* parameters = nullptr;  // the job's newest version
+  float* gradients = nullptr;   // this worker's gradient, read by the server at each push
+  int64_t floats = 0;           // of each
+};
+
 struct PullResult {
   int64_t version = 0;
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
@@ -44,10 +51,14 @@ class ParameterClient {
                                                  const std::string& worker_id,
                                                  absl::Time deadline) = 0;
   // From now on, exchange tensors with the server through shared memory (a worker on the
-  // server's machine). FAILED_PRECONDITION when the transport or the server offers none; the
-  // client then goes on as before.
-  virtual absl::Status UseSharedMemory(const std::string& job_id, const std::string& worker_id,
-                                       absl::Time deadline) {
+  // server's machine). Returns the arenas; a worker whose model adopts them (pushes from the
+  // gradient arena, pulls into the parameter arena) skips every copy. In the synchronous
+  // protocol the server rewrites the parameters only after this worker's next push, and reads
+  // the gradient only during it. FAILED_PRECONDITION when the transport or the server offers
+  // none; the client then goes on as before. The arenas live as long as the client.
+  virtual absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
+                                                       const std::string& worker_id,
+                                                       absl::Time deadline) {
     return absl::FailedPreconditionError("this transport has no shared memory");
   }
 };

@@ -207,11 +207,14 @@ absl::Status WorkerSession::Run() {
                             std::min(options_.rpc_timeout, kMaxHeartbeatTimeout));
   RETURN_IF_ERROR(Prepare());
   if (options_.shared_memory) {
-    const absl::Status shm = client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(),
-                                                      absl::Now() + options_.rpc_timeout);
+    const absl::StatusOr<SharedArenas> shm = client_->UseSharedMemory(
+        reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
     if (!shm.ok()) {
       std::fprintf(stderr, "%s: no shared memory (%s); tensors go over the network\n",
-                   prefix_.c_str(), std::string(shm.message()).c_str());
+                   prefix_.c_str(), std::string(shm.status().message()).c_str());
+    } else if (shm->floats == model_->parameters().total_size()) {
+      // Train in the shared arenas themselves: no copy at a push or a pull.
+      model_->AdoptParameterArenas(shm->parameters, shm->gradients);
     }
   }
   ASSIGN_OR_RETURN(PullResult initial, PullVersion(0));

@@ -106,8 +106,10 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
                        " floats, the shared segment holds ", gradient_region_->floats()));
     }
     // The gradient goes into our segment; the header alone travels, on the step stream.
-    std::memcpy(gradient_region_->data(), gradients.data(),
-                gradient_region_->floats() * sizeof(float));
+    if (gradients.data() != gradient_region_->data()) {
+      std::memcpy(gradient_region_->data(), gradients.data(),
+                  gradient_region_->floats() * sizeof(float));
+    }
     if (step_stream_ != nullptr && absl::Now() + kStepStreamRenewal > step_stream_deadline_) {
       CloseStepStream();
     }
@@ -165,8 +167,10 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
             absl::StrCat("pull: a parameter arena of ", values->size(),
                          " floats, the shared segment holds ", parameter_region_->floats()));
       }
-      std::memcpy(values->data(), parameter_region_->data(),
-                  parameter_region_->floats() * sizeof(float));
+      if (values->data() != parameter_region_->data()) {
+        std::memcpy(values->data(), parameter_region_->data(),
+                    parameter_region_->floats() * sizeof(float));
+      }
       return PullResult{answer.version(), answer.state()};
     }
     // An answer to an earlier step than asked for: ask for the version itself below.
@@ -221,8 +225,10 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
     }
     // Version `result.version` is in the segment: the server rewrites it only after every
     // worker, this one included, has pushed the next step.
-    std::memcpy(values->data(), parameter_region_->data(),
-                parameter_region_->floats() * sizeof(float));
+    if (values->data() != parameter_region_->data()) {
+      std::memcpy(values->data(), parameter_region_->data(),
+                  parameter_region_->floats() * sizeof(float));
+    }
     return result;
   }
   if (slices == 0 && IsEnded(result.state)) return result;
@@ -256,9 +262,9 @@ void GrpcParameterClient::CloseStepStream() {
   answer_pending_ = false;
 }
 
-absl::Status GrpcParameterClient::UseSharedMemory(const std::string& job_id,
-                                                  const std::string& worker_id,
-                                                  absl::Time deadline) {
+absl::StatusOr<SharedArenas> GrpcParameterClient::UseSharedMemory(const std::string& job_id,
+                                                                  const std::string& worker_id,
+                                                                  absl::Time deadline) {
   grpc::ClientContext context;
   SetDeadline(&context, deadline);
   v1::OpenSharedMemoryRequest request;
@@ -272,7 +278,7 @@ absl::Status GrpcParameterClient::UseSharedMemory(const std::string& job_id,
                    SharedRegion::Open(response.parameter_segment(), response.arena_floats()));
   gradient_region_ = std::move(gradient);
   parameter_region_ = std::move(parameters);
-  return absl::OkStatus();
+  return SharedArenas{parameter_region_->data(), gradient_region_->data(), response.arena_floats()};
 }
 
 absl::Status GrpcParameterClient::ReportMetrics(const v1::ReportMetricsRequest& request,

@@ -55,8 +55,9 @@ class GrpcParameterClient : public ParameterClient {
                                          absl::Time deadline) override;
   // Maps the segments the server created for this worker; pushes and pulls then carry only
   // their headers over gRPC. Not to be called concurrently with Push or Pull.
-  absl::Status UseSharedMemory(const std::string& job_id, const std::string& worker_id,
-                               absl::Time deadline) override;
+  absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
+                                               const std::string& worker_id,
+                                               absl::Time deadline) override;
 
  private:
   GrpcParameterClient(std::string address, std::shared_ptr<grpc::Channel> channel);
