@@ -27,7 +27,7 @@ void ParameterSet::Allocate() {
 void ParameterSet::AdoptArenas(float* values, float* grads) {
   PSGRID_CHECK(allocated_, "AdoptArenas before Allocate");
   values_ = Tensor::View(values, {total_});
-  grads_ = Tensor::View(grads, {total_});
+  if (grads != nullptr) grads_ = Tensor::View(grads, {total_});
 }
 
 Tensor ParameterSet::Value(int index) {

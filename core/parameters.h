@@ -40,7 +40,8 @@ class ParameterSet {
   void Allocate();
   // Switches both arenas to memory the caller owns (total_size() floats each, e.g. shared
   // memory), taking its contents as they are. Views taken before are invalid afterwards:
-  // rebind. The memory must outlive this ParameterSet's use of it.
+  // rebind. The memory must outlive this ParameterSet's use of it. A null `grads` keeps the
+  // gradient arena as it is.
   void AdoptArenas(float* values, float* grads);
 
   const std::vector<ParamInfo>& infos() const { return infos_; }

@@ -169,9 +169,6 @@ void Job::ApplyStepLocked() {
     train_loss_ = loss_sum_this_step_ / static_cast<double>(samples_this_step_);
   }
   ++version_;
-  if (parameter_region_ != nullptr) {
-    std::memcpy(parameter_region_->data(), params.values().data(), arena_size_ * sizeof(float));
-  }
 
   const absl::Time now = absl::Now();
   window_samples_ += samples_this_step_;
@@ -252,8 +249,11 @@ absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worke
   }
   if (parameter_region_ == nullptr) {
     ASSIGN_OR_RETURN(parameter_region_, SharedRegion::Create(base + "-params", arena_size_));
+    // From now on the job's parameters live in the segment: each update lands where the
+    // shared-memory workers read it.
     std::memcpy(parameter_region_->data(), model_->parameters().values().data(),
                 arena_size_ * sizeof(float));
+    model_->AdoptParameterArenas(parameter_region_->data(), /*grads=*/nullptr);
   }
   if (w->gradient_region == nullptr) {
     const int rank = static_cast<int>(w - workers_.data());

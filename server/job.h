@@ -164,7 +164,8 @@ class Job {
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);         // a copy of version...
   int64_t published_version_ ABSL_GUARDED_BY(mu_) = -1;                  // ...this one
-  std::unique_ptr<SharedRegion> parameter_region_ ABSL_GUARDED_BY(mu_);  // newest version
+  // The job's parameters themselves once a worker opened shared memory (the model adopts it).
+  std::unique_ptr<SharedRegion> parameter_region_ ABSL_GUARDED_BY(mu_);
   // Progress. Training starts with the first gradient (workers load data after joining).
   absl::Time started_ ABSL_GUARDED_BY(mu_);
   absl::Time ended_ ABSL_GUARDED_BY(mu_);
