@@ -162,15 +162,7 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
       return absl::UnavailableError(absl::StrCat("the step stream to ", address_, " ended"));
     }
     if (answer.version() >= min_version || IsEnded(answer.state())) {
-      if (values->size() < parameter_region_->floats()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pull: a parameter arena of ", values->size(),
-                         " floats, the shared segment holds ", parameter_region_->floats()));
-      }
-      if (values->data() != parameter_region_->data()) {
-        std::memcpy(values->data(), parameter_region_->data(),
-                    parameter_region_->floats() * sizeof(float));
-      }
+      RETURN_IF_ERROR(CopySharedParameters(values));
       return PullResult{answer.version(), answer.state()};
     }
     // An answer to an earlier step than asked for: ask for the version itself below.
@@ -218,17 +210,9 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
         absl::StrCat("the parameter server at ", address_, " ended a pull without a version"));
   }
   if (parameter_region_ != nullptr) {
-    if (values->size() < parameter_region_->floats()) {
-      return absl::InvalidArgumentError(absl::StrCat("pull: a parameter arena of ", values->size(),
-                                                     " floats, the shared segment holds ",
-                                                     parameter_region_->floats()));
-    }
     // Version `result.version` is in the segment: the server rewrites it only after every
     // worker, this one included, has pushed the next step.
-    if (values->data() != parameter_region_->data()) {
-      std::memcpy(values->data(), parameter_region_->data(),
-                  parameter_region_->floats() * sizeof(float));
-    }
+    RETURN_IF_ERROR(CopySharedParameters(values));
     return result;
   }
   if (slices == 0 && IsEnded(result.state)) return result;
@@ -238,6 +222,19 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
                         absl::StrCat("parameters from ", address_, ": ", whole.message()));
   }
   return result;
+}
+
+absl::Status GrpcParameterClient::CopySharedParameters(Tensor* values) const {
+  if (values->size() < parameter_region_->floats()) {
+    return absl::InvalidArgumentError(absl::StrCat("pull: a parameter arena of ", values->size(),
+                                                   " floats, the shared segment holds ",
+                                                   parameter_region_->floats()));
+  }
+  if (values->data() != parameter_region_->data()) {  // not when training in the segment
+    std::memcpy(values->data(), parameter_region_->data(),
+                parameter_region_->floats() * sizeof(float));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GrpcParameterClient::OpenStepStream() {

@@ -73,6 +73,8 @@ class GrpcParameterClient : public ParameterClient {
   // (kStepStreamLifetime) runs out so that every wait on it stays bounded. A Push writes to
   // it; the Pull that follows reads the answer.
   absl::Status OpenStepStream();
+  // The parameter segment into *values (nothing to copy when *values is the segment).
+  absl::Status CopySharedParameters(Tensor* values) const;
   void CloseStepStream();
   std::unique_ptr<grpc::ClientContext> step_context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::PushHeader, v1::PullParametersResponse>>
