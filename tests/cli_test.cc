@@ -28,7 +28,7 @@ using ::psgrid::testing::RunPsgrid;
 
 // Files carry the process id: test processes run in parallel must not share them.
 std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", getpid(), "_", name);
+  const std::string path = ::psgrid::testing::TempPath(name);
   std::ofstream(path) << text;
   return path;
 }
@@ -155,7 +155,7 @@ TEST(Cli, LocalInterruptedBySigintStopsTheJobAndExits130) {
       "cli_int.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                       "data: {dataset: csv, path: " + data + "}\n"
                       "training: {workers: 2, batch_size: 1, epochs: 100000}\n");
-  const std::string data_dir = absl::StrCat(::testing::TempDir(), "/", getpid(), "_cli_int_dir");
+  const std::string data_dir = ::psgrid::testing::TempPath("cli_int_dir");
   std::filesystem::remove_all(data_dir);
   std::string binary = PSGRID_BINARY;
   std::string local = "local";

@@ -43,7 +43,7 @@ int RunPsgridUncaptured(std::vector<std::string> args) {
 }
 
 std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", getpid(), "_", name);
+  const std::string path = ::psgrid::testing::TempPath(name);
   std::ofstream(path) << text;
   return path;
 }

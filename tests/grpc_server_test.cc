@@ -35,7 +35,7 @@ constexpr size_t kMaxStreamMessageBytes = 4 << 20;
 // Writes `text` to a file under the test's temporary directory and returns its path. The name
 // carries the process id, so that test processes run in parallel do not share files.
 std::string WriteTempFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", getpid(), "_", name);
+  const std::string path = ::psgrid::testing::TempPath(name);
   std::ofstream(path, std::ios::binary) << text;
   return path;
 }

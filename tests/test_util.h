@@ -4,7 +4,10 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,10 +41,28 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
     EXPECT_THAT(std::string(psgrid_s_.message()), ::testing::HasSubstr(substr)); \
   } while (0)
 
-// A path in the test temp directory private to this process: CTest runs the TESTs of one
-// binary as parallel processes, which must not write each other's files.
+// Removes `path` (a file or a directory tree) when the test process exits normally.
+inline void RemoveAtExit(const std::string& path) {
+  struct Registry {
+    std::mutex mu;
+    std::set<std::string> paths;
+    ~Registry() {
+      std::error_code ec;
+      for (const std::string& p : paths) std::filesystem::remove_all(p, ec);
+    }
+  };
+  static Registry registry;
+  std::lock_guard<std::mutex> lock(registry.mu);
+  registry.paths.insert(path);
+}
+
+// A path in the test temp directory private to this process (CTest runs the TESTs of one
+// binary as parallel processes, which must not write each other's files), removed at exit.
 inline std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
+  const std::string path =
+      ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
+  RemoveAtExit(path);
+  return path;
 }
 
 // y = 2a − 3b + 1 on a grid of 200 points (a header line first): a linear model learns it

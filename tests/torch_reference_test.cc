@@ -32,7 +32,9 @@ bool TorchAvailable() {
 
 std::string MakeTempDir() {
   std::string tmpl = ::testing::TempDir() + "/psgrid_torch_XXXXXX";
-  return mkdtemp(tmpl.data()) ? tmpl : "";
+  if (mkdtemp(tmpl.data()) == nullptr) return "";
+  ::psgrid::testing::RemoveAtExit(tmpl);
+  return tmpl;
 }
 
 template <typename T>
