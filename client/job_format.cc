@@ -70,11 +70,6 @@ std::string PendingReason(const v1::JobStatus& s) {
   return absl::StrCat("waiting for ", s.workers(), " worker(s)");
 }
 
-bool IsEndedState(v1::JobState state) {
-  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_STOPPED;
-}
-
 std::string JobStatusJson(const v1::JobStatus& status, bool with_spec) {
   return Dump(StatusObject(status, with_spec));
 }
@@ -90,15 +85,14 @@ std::string JobTable(const std::vector<v1::JobStatus>& jobs) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NAME", "STATE", "STEP", "EPOCH", "LOSS", "TEST-ACC", "SAMPLES/S", "WORKERS"}};
   for (const v1::JobStatus& s : jobs) {
-    rows.push_back({s.job_id(), s.name(), JobStateName(s.state()),
-                    absl::StrCat(s.step(), "/", s.total_steps()),
-                    absl::StrCat(s.epoch(), "/", s.epochs()),
-                    s.step() > 0 ? absl::StrFormat("%.4f", s.train_loss()) : "-",
-                    HasTestMetrics(s) && IsClassification(s)
-                        ? absl::StrFormat("%.4f", s.test_accuracy())
-                        : "-",
-                    s.step() > 0 ? absl::StrFormat("%.0f", s.samples_per_second()) : "-",
-                    absl::StrCat(s.workers_joined(), "/", s.workers())});
+    rows.push_back(
+        {s.job_id(), s.name(), JobStateName(s.state()),
+         absl::StrCat(s.step(), "/", s.total_steps()), absl::StrCat(s.epoch(), "/", s.epochs()),
+         s.step() > 0 ? absl::StrFormat("%.4f", s.train_loss()) : "-",
+         HasTestMetrics(s) && IsClassification(s) ? absl::StrFormat("%.4f", s.test_accuracy())
+                                                  : "-",
+         s.step() > 0 ? absl::StrFormat("%.0f", s.samples_per_second()) : "-",
+         absl::StrCat(s.workers_joined(), "/", s.workers())});
   }
   std::vector<size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows) {
@@ -138,10 +132,10 @@ std::string JobDetails(const v1::JobStatus& s) {
 
 std::string EpochLine(const v1::JobStatus& s) {
   std::string line = absl::StrFormat(
-      "epoch %d/%d  step %d/%d  loss %.4f  samples/s %.0f  test-loss %.4f", s.epoch(),
-      s.epochs(), s.step(), s.total_steps(), s.train_loss(), s.samples_per_second(),
-      s.test_loss());
-  if (IsClassification(s)) absl::StrAppend(&line, absl::StrFormat("  test-acc %.4f", s.test_accuracy()));
+      "epoch %d/%d  step %d/%d  loss %.4f  samples/s %.0f  test-loss %.4f", s.epoch(), s.epochs(),
+      s.step(), s.total_steps(), s.train_loss(), s.samples_per_second(), s.test_loss());
+  if (IsClassification(s))
+    absl::StrAppend(&line, absl::StrFormat("  test-acc %.4f", s.test_accuracy()));
   absl::StrAppend(&line, "  elapsed ", Elapsed(s.wall_seconds()));
   return line;
 }
@@ -154,20 +148,20 @@ std::string ProgressBarLine(const v1::JobStatus& s, int width) {
     constexpr int kBarWidth = 16;
     const double fraction =
         s.total_steps() > 0
-            ? std::clamp(static_cast<double>(s.step()) / static_cast<double>(s.total_steps()),
-                         0.0, 1.0)
+            ? std::clamp(static_cast<double>(s.step()) / static_cast<double>(s.total_steps()), 0.0,
+                         1.0)
             : 0.0;
     const int filled = static_cast<int>(fraction * kBarWidth);
     // The epoch in progress (the status counts completed ones).
     const int epoch = s.step() < s.total_steps() ? std::min(s.epoch() + 1, s.epochs()) : s.epoch();
-    line = absl::StrFormat("[%s%s] %3.0f%% epoch %d/%d step %d loss %.4f",
-                           std::string(filled, '#'), std::string(kBarWidth - filled, '.'),
-                           100 * fraction, epoch, s.epochs(), s.step(), s.train_loss());
+    line = absl::StrFormat("[%s%s] %3.0f%% epoch %d/%d step %d loss %.4f", std::string(filled, '#'),
+                           std::string(kBarWidth - filled, '.'), 100 * fraction, epoch, s.epochs(),
+                           s.step(), s.train_loss());
     if (HasTestMetrics(s) && IsClassification(s)) {
       absl::StrAppend(&line, absl::StrFormat(" acc %.4f", s.test_accuracy()));
     }
-    absl::StrAppend(&line, absl::StrFormat(" %.0f/s %s", s.samples_per_second(),
-                                           Elapsed(s.wall_seconds())));
+    absl::StrAppend(
+        &line, absl::StrFormat(" %.0f/s %s", s.samples_per_second(), Elapsed(s.wall_seconds())));
   }
   if (width > 0 && static_cast<int>(line.size()) > width) line.resize(width);
   return line;

@@ -6,14 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "proto/job_state.h"
 #include "psgrid/v1/service.pb.h"
 
 namespace psgrid {
 
 // `-o table|json` of the reading commands.
 enum class OutputFormat { kTable, kJson };
-
-bool IsEndedState(v1::JobState state);
 
 // samples / wall_seconds over the whole training so far (the status's samples_per_second is
 // the rate of the last second or so); that rate itself before any sample.

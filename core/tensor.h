@@ -40,7 +40,6 @@ class Tensor {
   int64_t dim(int i) const { return shape_[i]; }
   int64_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  bool owns_storage() const { return storage_ != nullptr; }
 
   float* data() { return data_; }
   const float* data() const { return data_; }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "proto/job_state.h"
 
 namespace psgrid {
 namespace {
@@ -104,15 +105,7 @@ Job::WorkerState* Job::FindWorkerLocked(const std::string& worker_id) {
   return nullptr;
 }
 
-bool Job::EndedLocked() const {
-  return state_ == v1::JOB_STATE_COMPLETED || state_ == v1::JOB_STATE_FAILED ||
-         state_ == v1::JOB_STATE_STOPPED;
-}
-
-bool Job::Ended() const {
-  absl::MutexLock lock(&mu_);
-  return EndedLocked();
-}
+bool Job::EndedLocked() const { return IsEndedState(state_); }
 
 absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   absl::MutexLock lock(&mu_);

@@ -119,7 +119,6 @@ class Job {
   void Fail(const std::string& reason);
 
   v1::JobStatus Status() const;
-  bool Ended() const;
   // Waits until the status has changed since `*revision` (or the deadline passes); updates
   // *revision and returns the status then.
   v1::JobStatus WaitForChange(int64_t* revision, absl::Time deadline);

@@ -20,6 +20,7 @@
 #include "core/model.h"
 #include "core/status_macros.h"
 #include "proto/job_spec_codec.h"
+#include "proto/job_state.h"
 #include "worker/evaluation.h"
 
 namespace psgrid {
@@ -30,11 +31,6 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 constexpr absl::Duration kPendingPoll = absl::Milliseconds(100);
 constexpr absl::Duration kProgressPeriod = absl::Seconds(5);
 constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
-
-bool IsEnded(v1::JobState state) {
-  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_STOPPED;
-}
 
 bool IsTransient(absl::StatusCode code) {
   return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
@@ -218,28 +214,28 @@ absl::Status WorkerSession::Run() {
     }
   }
   ASSIGN_OR_RETURN(PullResult initial, PullVersion(0));
-  if (IsEnded(initial.state)) return EndOfJob(initial.state, initial.version);
+  if (IsEndedState(initial.state)) return EndOfJob(initial.state, initial.version);
   ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(initial.state));
-  if (IsEnded(state)) return EndOfJob(state, initial.version);
+  if (IsEndedState(state)) return EndOfJob(state, initial.version);
   const int64_t total_steps = reg_.total_steps();
   if (total_steps == 0) {
     ASSIGN_OR_RETURN(state, ReportIfDue(0));
-    if (IsEnded(state)) return EndOfJob(state, 0);
+    if (IsEndedState(state)) return EndOfJob(state, 0);
   }
   const int rank = reg_.rank();
   for (int64_t t = 0; t < total_steps; ++t) {
     sampler_->StartEpoch(t / steps_per_epoch_);  // cheap unless the epoch changes
     ASSIGN_OR_RETURN(state, PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank)));
-    if (IsEnded(state)) return EndOfJob(state, t);
+    if (IsEndedState(state)) return EndOfJob(state, t);
     ASSIGN_OR_RETURN(PullResult pulled, PullVersion(t + 1));
-    if (IsEnded(pulled.state)) return EndOfJob(pulled.state, t + 1);
+    if (IsEndedState(pulled.state)) return EndOfJob(pulled.state, t + 1);
     if (pulled.version != t + 1) {
       return absl::InternalError(absl::StrCat(prefix_, ": asked for version ", t + 1,
                                               ", the parameter server sent version ",
                                               pulled.version));
     }
     ASSIGN_OR_RETURN(state, ReportIfDue(t + 1));
-    if (IsEnded(state)) return EndOfJob(state, t + 1);
+    if (IsEndedState(state)) return EndOfJob(state, t + 1);
     MaybeLogProgress(t + 1, /*force=*/false);
   }
   if (options_.verbose) {
@@ -400,7 +396,7 @@ auto WorkerSession::WithRetry(Call call, bool waits_for_peers) -> decltype(call(
     if (waits_for_peers && status.code() == absl::StatusCode::kDeadlineExceeded) {
       absl::StatusOr<v1::JobState> state =
           client_->Heartbeat(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
-      if (state.ok() && !IsEnded(*state)) continue;
+      if (state.ok() && !IsEndedState(*state)) continue;
       return result;
     }
     const absl::Time now = absl::Now();
@@ -415,7 +411,7 @@ absl::StatusOr<v1::JobState> WorkerSession::StateAfterError(const absl::Status& 
                                                             const std::string& what) {
   absl::StatusOr<v1::JobState> state =
       client_->Heartbeat(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
-  if (state.ok() && IsEnded(*state)) return *state;
+  if (state.ok() && IsEndedState(*state)) return *state;
   return Annotate(error, absl::StrCat(prefix_, ": ", what));
 }
 

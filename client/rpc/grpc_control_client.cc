@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/grpc_status.h"
+#include "proto/job_state.h"
 
 namespace psgrid {
 namespace {
@@ -21,11 +22,6 @@ constexpr int kReconnectBackoffMs = 100;
 constexpr int kMaxReconnectBackoffMs = 1000;
 // The deadline of a watch: far ahead (a job may train for days); silence is bounded separately.
 constexpr absl::Duration kWatchDeadline = absl::Hours(24 * 30);
-
-bool IsEnded(v1::JobState state) {
-  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_STOPPED;
-}
 
 void SetTimeout(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -169,7 +165,7 @@ absl::StatusOr<v1::JobStatus> ControlClient::Watch(const std::string& job_id,
       stopped_by_caller = true;
       break;
     }
-    if (IsEnded(status.state())) {
+    if (IsEndedState(status.state())) {
       ended = true;
       break;
     }

@@ -6,17 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_status.h"
+#include "proto/job_state.h"
 
 namespace psgrid {
 namespace {
 
 // How long WatchJob waits for a change before it looks at cancellation and shutdown again.
 constexpr absl::Duration kWatchPoll = absl::Seconds(1);
-
-bool IsFinal(v1::JobState state) {
-  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_STOPPED;
-}
 
 }  // namespace
 
@@ -63,7 +59,7 @@ grpc::Status GrpcControlService::WatchJob(grpc::ServerContext* context,
     if (!writer->Write(status)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away");
     }
-    if (IsFinal(status.state())) return grpc::Status::OK;
+    if (IsEndedState(status.state())) return grpc::Status::OK;
     const int64_t seen = revision;
     while (revision == seen) {
       if (context->IsCancelled()) {

@@ -11,6 +11,7 @@
 #include "core/status_macros.h"
 #include "core/tensor_codec.h"
 #include "proto/grpc_status.h"
+#include "proto/job_state.h"
 
 namespace psgrid {
 namespace {
@@ -27,11 +28,6 @@ constexpr int kMaxReconnectBackoffMs = 2000;
 
 void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
-}
-
-bool IsEnded(v1::JobState state) {
-  return state == v1::JOB_STATE_COMPLETED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_STOPPED;
 }
 
 // Floats an arena needs to hold every tensor of `layout` (arenas may pad beyond the last one).
@@ -161,7 +157,7 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
       if (!status.ok()) return status;
       return absl::UnavailableError(absl::StrCat("the step stream to ", address_, " ended"));
     }
-    if (answer.version() >= min_version || IsEnded(answer.state())) {
+    if (answer.version() >= min_version || IsEndedState(answer.state())) {
       RETURN_IF_ERROR(CopySharedParameters(values));
       return PullResult{answer.version(), answer.state()};
     }
@@ -215,7 +211,7 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
     RETURN_IF_ERROR(CopySharedParameters(values));
     return result;
   }
-  if (slices == 0 && IsEnded(result.state)) return result;
+  if (slices == 0 && IsEndedState(result.state)) return result;
   absl::Status whole = assembler.Finish();
   if (!whole.ok()) {
     return absl::Status(whole.code(),
