@@ -138,7 +138,10 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
                      " values; the model has ", gradient_sum_.size()));
   }
   if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
-  if (push.sample_count > 0) {
+  // A job of one worker updates straight from its gradient (the mean is its own): no pass
+  // through the sum.
+  const bool sole_push = workers_.size() == 1;
+  if (push.sample_count > 0 && !sole_push) {
     // The step's first gradient overwrites the sum (no clearing pass); later ones add to it.
     backend_->Axpby(gradient_sum_.size(), static_cast<float>(push.sample_count),
                     push.gradients->data(), samples_this_step_ == 0 ? 0.0f : 1.0f,
@@ -148,16 +151,21 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   ++pushes_this_step_;
   samples_this_step_ += push.sample_count;
   loss_sum_this_step_ += push.loss_sum;
-  if (pushes_this_step_ == static_cast<int>(workers_.size())) ApplyStepLocked();
+  if (pushes_this_step_ == static_cast<int>(workers_.size())) {
+    ApplyStepLocked(sole_push ? *push.gradients : gradient_sum_);
+  }
   return false;
 }
 
-void Job::ApplyStepLocked() {
+void Job::ApplyStepLocked(const Tensor& gradient_sum) {
   ParameterSet& params = model_->parameters();
   if (samples_this_step_ > 0) {
-    // The mean of the workers' gradients, weighted by their samples, in the update's pass.
-    optimizer_->Step(*backend_, params.values(), gradient_sum_,
-                     1.0f / static_cast<float>(samples_this_step_));
+    // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
+    // sole gradient is a mean already: its scale is 1 / its samples, the same).
+    const float scale = gradient_sum.data() == gradient_sum_.data()
+                            ? 1.0f / static_cast<float>(samples_this_step_)
+                            : 1.0f;
+    optimizer_->Step(*backend_, params.values(), gradient_sum, scale);
     train_loss_ = loss_sum_this_step_ / static_cast<double>(samples_this_step_);
   }
   ++version_;
@@ -247,12 +255,29 @@ absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worke
                 arena_size_ * sizeof(float));
     model_->AdoptParameterArenas(parameter_region_->data(), /*grads=*/nullptr);
   }
+  const int rank = static_cast<int>(w - workers_.data());
   if (w->gradient_region == nullptr) {
-    const int rank = static_cast<int>(w - workers_.data());
     ASSIGN_OR_RETURN(w->gradient_region,
                      SharedRegion::Create(absl::StrCat(base, "-w", rank, "-grads"), arena_size_));
   }
-  return SharedMemoryNames{w->gradient_region->name(), parameter_region_->name(), arena_size_};
+  if (w->doorbell == nullptr) {
+    ASSIGN_OR_RETURN(w->doorbell, StepDoorbell::Create(absl::StrCat(base, "-w", rank, "-bell")));
+  }
+  return SharedMemoryNames{w->gradient_region->name(), parameter_region_->name(),
+                           w->doorbell->name(), arena_size_};
+}
+
+absl::StatusOr<StepDoorbell*> Job::SharedDoorbell(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  WorkerState* w = FindWorkerLocked(worker_id);
+  if (w == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
+  }
+  if (w->doorbell == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " asked for a step doorbell without opening shared memory"));
+  }
+  return w->doorbell.get();
 }
 
 absl::StatusOr<Tensor> Job::SharedGradient(const std::string& worker_id) {

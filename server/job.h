@@ -26,6 +26,7 @@
 #include "core/optimizer.h"
 #include "core/parameters.h"
 #include "core/shared_region.h"
+#include "core/step_doorbell.h"
 #include "psgrid/v1/service.pb.h"
 
 namespace psgrid {
@@ -50,6 +51,7 @@ struct GradientPush {
 struct SharedMemoryNames {
   std::string gradient_segment;   // the worker's: it writes a gradient there before a push
   std::string parameter_segment;  // the job's: the newest version, rewritten at each step
+  std::string doorbell_segment;   // the worker's step doorbell (core/step_doorbell.h)
   int64_t arena_floats = 0;
 };
 
@@ -100,9 +102,10 @@ class Job {
   // pushes step t, and version t+1 is written only when every push of step t has arrived, so
   // nobody reads the segment while it is rewritten. NOT_FOUND for an unknown worker.
   absl::StatusOr<SharedMemoryNames> OpenSharedMemory(const std::string& worker_id);
-  // A view of the worker's gradient segment, for a shared-memory push (valid while the job
-  // lives). FAILED_PRECONDITION when the worker opened none.
+  // A view of the worker's gradient segment, for a shared-memory push, and its doorbell (both
+  // valid while the job lives). FAILED_PRECONDITION when the worker opened none.
   absl::StatusOr<Tensor> SharedGradient(const std::string& worker_id);
+  absl::StatusOr<StepDoorbell*> SharedDoorbell(const std::string& worker_id);
 
   // Rank 0's evaluation at the end of an epoch. NOT_FOUND for an unknown worker.
   absl::Status ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
@@ -131,11 +134,14 @@ class Job {
     absl::Time last_seen;
     int64_t pushed_step = -1;  // the last step this worker's gradient was counted for
     std::unique_ptr<SharedRegion> gradient_region;  // shared-memory pushes, when opened
+    std::unique_ptr<StepDoorbell> doorbell;         // with the gradient region
   };
 
   void SetStateLocked(v1::JobState state, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the optimizer with `gradient_sum` (the sum of the step's gradients, each weighted
+  // by its sample count) and publishes the next version.
+  void ApplyStepLocked(const Tensor& gradient_sum) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkerState* FindWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "core/shared_region.h"
 #include "proto/job_spec_codec.h"
@@ -19,7 +20,7 @@ using ::psgrid::testing::WriteLinearCsv;
 
 class SharedMemoryTest : public ::testing::Test {
  protected:
-  void Start(bool shared_memory) {
+  void Start(bool shared_memory, int workers = 1) {
     JobManagerOptions options;
     options.shared_memory = shared_memory;
     manager_ = std::make_unique<JobManager>(options);
@@ -32,7 +33,9 @@ class SharedMemoryTest : public ::testing::Test {
         "data: {dataset: csv, path: " +
             WriteLinearCsv("shm.csv") +
             "}\n"
-            "optimizer: {type: sgd, learning_rate: 0.5}\n",
+            "optimizer: {type: sgd, learning_rate: 0.5}\n"
+            "training: {workers: " +
+            std::to_string(workers) + "}\n",
         "spec");
     ASSERT_OK(spec);
     auto id = manager_->Submit(*spec);
@@ -134,8 +137,60 @@ TEST_F(SharedMemoryTest, TheStepStreamRefusesPushesItCannotTake) {
       client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + absl::Seconds(5)));
   status = RawStep(/*shared_memory=*/false);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("shared-memory pushes only"));
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("starts with a shared-memory attach"));
   EXPECT_EQ(job_->Status().step(), 0);
+}
+
+TEST_F(SharedMemoryTest, AWrongStepOnTheDoorbellIsRefusedAndTheNextRightOneApplied) {
+  Start(/*shared_memory=*/true);
+  ASSERT_OK(
+      client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + absl::Seconds(5)));
+  Tensor values({job_->arena_size()});
+  Tensor gradient({job_->arena_size()});
+  for (int64_t i = 0; i < gradient.size(); ++i) gradient[i] = 1.0f;
+  v1::PushHeader header;
+  header.set_job_id(reg_.job_id());
+  header.set_worker_id(reg_.worker_id());
+  header.set_step(3);  // the job is at step 0
+  header.set_sample_count(4);
+  ASSERT_OK(client_->Push(header, job_->layout(), gradient, absl::Now() + absl::Seconds(5)));
+  auto refused = client_->Pull(reg_.job_id(), reg_.worker_id(), 4, job_->layout(), &values,
+                               absl::Now() + absl::Seconds(5));
+  EXPECT_STATUS(refused, absl::StatusCode::kFailedPrecondition, "a gradient for step 3");
+  EXPECT_EQ(job_->Status().step(), 0);
+  // The stream and the doorbell still serve the worker.
+  header.set_step(0);
+  ASSERT_OK(client_->Push(header, job_->layout(), gradient, absl::Now() + absl::Seconds(5)));
+  auto pulled = client_->Pull(reg_.job_id(), reg_.worker_id(), 1, job_->layout(), &values,
+                              absl::Now() + absl::Seconds(5));
+  ASSERT_OK(pulled);
+  EXPECT_EQ(pulled->version, 1);
+  EXPECT_EQ(job_->Status().step(), 1);
+}
+
+TEST_F(SharedMemoryTest, AWorkerWaitingOnTheDoorbellLearnsThatTheServerWentAway) {
+  Start(/*shared_memory=*/true, /*workers=*/2);  // the second worker never comes
+  ASSERT_OK(
+      client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + absl::Seconds(5)));
+  Tensor values({job_->arena_size()});
+  v1::PushHeader header;
+  header.set_job_id(reg_.job_id());
+  header.set_worker_id(reg_.worker_id());
+  header.set_sample_count(1);
+  ASSERT_OK(client_->Register(reg_.job_id(), "peer", absl::Now() + absl::Seconds(5)));
+  // The push waits for the peer, which never pushes; the server goes away meanwhile.
+  ASSERT_OK(client_->Push(header, job_->layout(), values, absl::Now() + absl::Seconds(5)));
+  std::thread stopper([this] {
+    absl::SleepFor(absl::Milliseconds(300));
+    server_->Shutdown(absl::Seconds(1));
+  });
+  const absl::Time start = absl::Now();
+  auto pulled = client_->Pull(reg_.job_id(), reg_.worker_id(), 1, job_->layout(), &values,
+                              absl::Now() + absl::Seconds(30));
+  stopper.join();
+  server_.reset();
+  EXPECT_FALSE(pulled.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
 TEST_F(SharedMemoryTest, AStepThroughSharedMemoryAppliesTheGradientAndCleansUp) {

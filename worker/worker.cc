@@ -192,6 +192,9 @@ class WorkerSession {
   std::vector<int32_t> labels_;
 
   absl::Time start_;
+  // Where the worker's time went: computing gradients, exchanging them with the server
+  // (push, then the wait for and copy of the next version), evaluating.
+  absl::Duration compute_time_, exchange_time_, evaluation_time_;
   absl::Time window_start_;
   int64_t window_samples_ = 0;
   double window_loss_sum_ = 0;
@@ -239,8 +242,12 @@ absl::Status WorkerSession::Run() {
     MaybeLogProgress(t + 1, /*force=*/false);
   }
   if (options_.verbose) {
-    std::fprintf(stderr, "%s: done, %lld steps in %.1fs\n", prefix_.c_str(),
-                 static_cast<long long>(total_steps), absl::ToDoubleSeconds(absl::Now() - start_));
+    std::fprintf(stderr,
+                 "%s: done, %lld steps in %.1fs (computing %.1fs, exchanging with the server "
+                 "%.1fs, evaluating %.1fs)\n",
+                 prefix_.c_str(), static_cast<long long>(total_steps),
+                 absl::ToDoubleSeconds(absl::Now() - start_), absl::ToDoubleSeconds(compute_time_),
+                 absl::ToDoubleSeconds(exchange_time_), absl::ToDoubleSeconds(evaluation_time_));
   }
   return absl::OkStatus();
 }
@@ -314,6 +321,7 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   header.set_worker_id(reg_.worker_id());
   header.set_step(step);
   const int64_t n = static_cast<int64_t>(indices.size());
+  const absl::Time compute_start = absl::Now();
   if (n > 0) {
     const Dataset& train = data_.train;
     GatherBatch(train, indices, &x_, &labels_, &targets_);
@@ -328,23 +336,28 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   } else {
     params.grads().SetZero();  // an empty tail batch: weight 0 in the server's average
   }
+  const absl::Time exchange_start = absl::Now();
+  compute_time_ += exchange_start - compute_start;
   absl::StatusOr<v1::PushGradientsResponse> pushed = WithRetry(
       [&](absl::Time deadline) {
         return client_->Push(header, params.infos(), params.grads(), deadline);
       },
       /*waits_for_peers=*/false);
+  exchange_time_ += absl::Now() - exchange_start;
   if (!pushed.ok()) return StateAfterError(pushed.status(), absl::StrCat("push of step ", step));
   return v1::JOB_STATE_RUNNING;
 }
 
 absl::StatusOr<PullResult> WorkerSession::PullVersion(int64_t min_version) {
   ParameterSet& params = model_->parameters();
+  const absl::Time exchange_start = absl::Now();
   absl::StatusOr<PullResult> pulled = WithRetry(
       [&](absl::Time deadline) {
         return client_->Pull(reg_.job_id(), reg_.worker_id(), min_version, params.infos(),
                              &params.values(), deadline);
       },
       /*waits_for_peers=*/true);
+  exchange_time_ += absl::Now() - exchange_start;
   if (pulled.ok()) return pulled;
   ASSIGN_OR_RETURN(v1::JobState state,
                    StateAfterError(pulled.status(), absl::StrCat("pull of version ", min_version)));
@@ -358,7 +371,9 @@ absl::StatusOr<v1::JobState> WorkerSession::ReportIfDue(int64_t version) {
   const int64_t total_steps = reg_.total_steps();
   const bool epoch_end = version > 0 && steps_per_epoch_ > 0 && version % steps_per_epoch_ == 0;
   if (reg_.rank() != 0 || !(epoch_end || version == total_steps)) return v1::JOB_STATE_RUNNING;
+  const absl::Time evaluation_start = absl::Now();
   absl::StatusOr<EvalResult> eval = EvaluateDataset(*model_, data_.test);
+  evaluation_time_ += absl::Now() - evaluation_start;
   if (!eval.ok()) return Annotate(eval.status(), absl::StrCat(prefix_, ": evaluation"));
   v1::ReportMetricsRequest request;
   request.set_job_id(reg_.job_id());

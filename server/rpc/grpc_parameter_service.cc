@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/step_doorbell.h"
 #include "core/tensor.h"
 #include "core/tensor_codec.h"
 #include "proto/grpc_status.h"
@@ -17,6 +19,8 @@ namespace {
 
 // Waits are cut into pieces this long, so that a cancelled call or a shutdown is noticed soon.
 constexpr absl::Duration kWaitSlice = absl::Milliseconds(500);
+// How often a step stream that waits for its worker's next request checks its call.
+constexpr absl::Duration kDoorbellSlice = absl::Milliseconds(200);
 constexpr absl::Duration kRegisterWaitLimit = absl::Seconds(30);
 constexpr absl::Duration kDefaultPullWait = absl::Seconds(60);
 
@@ -233,6 +237,7 @@ grpc::Status GrpcParameterService::OpenSharedMemory(grpc::ServerContext* context
   if (!names.ok()) return ToGrpcStatus(names.status());
   response->set_gradient_segment(names->gradient_segment);
   response->set_parameter_segment(names->parameter_segment);
+  response->set_doorbell_segment(names->doorbell_segment);
   response->set_arena_floats(names->arena_floats);
   return grpc::Status::OK;
 }
@@ -240,45 +245,68 @@ grpc::Status GrpcParameterService::OpenSharedMemory(grpc::ServerContext* context
 grpc::Status GrpcParameterService::SharedMemorySteps(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::PullParametersResponse, v1::PushHeader>* stream) {
-  std::shared_ptr<Job> job;
-  v1::PushHeader header;
-  while (stream->Read(&header)) {
-    if (job == nullptr) {
-      absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(header.job_id());
-      if (!found.ok()) return ToGrpcStatus(found.status());
-      job = *found;
-    } else if (header.job_id() != job->id()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("a step stream of job ", job->id(), " got a push for job ",
-                                       header.job_id()));
-    }
-    if (!header.shared_memory()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "a step stream carries shared-memory pushes only");
-    }
-    absl::StatusOr<Tensor> gradients = job->SharedGradient(header.worker_id());
-    if (!gradients.ok()) return ToGrpcStatus(gradients.status());
-    absl::StatusOr<bool> duplicate = job->PushGradients(PushOf(header, &*gradients));
-    if (!duplicate.ok()) return ToGrpcStatus(duplicate.status());
-    // The next version; the job's liveness check ends the wait if a peer has gone.
-    absl::StatusOr<ParameterSnapshot> next;
-    while (true) {
-      next = job->WaitForVersion(header.step() + 1, absl::Now() + kWaitSlice,
-                                 /*with_values=*/false);
-      if (next.ok()) break;
-      if (next.status().code() != absl::StatusCode::kDeadlineExceeded) {
-        return ToGrpcStatus(next.status());
-      }
-      if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
-    }
-    v1::PullParametersResponse response;
-    response.set_version(next->version);
-    response.set_state(next->state);
-    if (!stream->Write(response)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the worker went away");
-    }
+  v1::PushHeader attach;
+  if (!stream->Read(&attach)) return grpc::Status::OK;  // the worker left before attaching
+  if (!attach.shared_memory()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a step stream starts with a shared-memory attach (shared_memory set)");
   }
-  return grpc::Status::OK;
+  absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(attach.job_id());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Job& job = **found;
+  absl::StatusOr<StepDoorbell*> bell = job.SharedDoorbell(attach.worker_id());
+  if (!bell.ok()) return ToGrpcStatus(bell.status());
+  absl::StatusOr<Tensor> gradients = job.SharedGradient(attach.worker_id());
+  if (!gradients.ok()) return ToGrpcStatus(gradients.status());
+  StepDoorbell& doorbell = **bell;
+  uint32_t seen = doorbell.LatestRequest();
+  {
+    const v1::JobStatus status = job.Status();
+    v1::PullParametersResponse attached;
+    attached.set_version(status.step());
+    attached.set_state(status.state());
+    if (!stream->Write(attached)) return grpc::Status::OK;
+  }
+  v1::PushHeader header;
+  header.set_job_id(attach.job_id());
+  header.set_worker_id(attach.worker_id());
+  while (true) {
+    const std::optional<DoorbellRequest> request =
+        doorbell.AwaitRequest(seen, absl::Now() + kDoorbellSlice);
+    if (!request.has_value()) {
+      if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
+      continue;
+    }
+    seen = request->seq;
+    if (request->kind == DoorbellRequestKind::kClose) {
+      doorbell.Answer(seen, DoorbellAnswer());
+      return grpc::Status::OK;
+    }
+    header.set_step(request->step);
+    header.set_sample_count(request->sample_count);
+    header.set_loss_sum(request->loss_sum);
+    header.set_correct(request->correct);
+    DoorbellAnswer answer;
+    answer.status = job.PushGradients(PushOf(header, &*gradients)).status();
+    // The next version; the job's liveness check ends the wait if a peer has gone.
+    while (answer.status.ok()) {
+      absl::StatusOr<ParameterSnapshot> next =
+          job.WaitForVersion(request->step + 1, absl::Now() + kWaitSlice, /*with_values=*/false);
+      if (next.ok()) {
+        answer.version = next->version;
+        answer.state = next->state;
+        break;
+      }
+      if (next.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        answer.status = next.status();
+      } else if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) {
+        answer.status = FromGrpcStatus(stop);
+        doorbell.Answer(seen, answer);
+        return stop;
+      }
+    }
+    doorbell.Answer(seen, answer);
+  }
 }
 
 grpc::Status GrpcParameterService::Heartbeat(grpc::ServerContext* context,

@@ -21,6 +21,10 @@ constexpr int kMaxReceiveMessageBytes = 16 << 20;
 // it is left: a step that waits on it (for the slowest worker) is bounded by that.
 constexpr absl::Duration kStepStreamLifetime = absl::Minutes(5);
 constexpr absl::Duration kStepStreamRenewal = absl::Minutes(2);
+// A shared-memory step's answer is awaited in slices of this, checking the connection between.
+constexpr absl::Duration kAnswerSlice = absl::Milliseconds(200);
+// How long closing a step stream waits for the server to let go of the doorbell.
+constexpr absl::Duration kCloseTimeout = absl::Seconds(5);
 // Reconnection backoff of the channel: short, so that a worker started before its server (or
 // across a server restart) connects soon after the server listens.
 constexpr int kInitialReconnectBackoffMs = 100;
@@ -109,17 +113,13 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
     if (step_stream_ != nullptr && absl::Now() + kStepStreamRenewal > step_stream_deadline_) {
       CloseStepStream();
     }
-    if (step_stream_ == nullptr) RETURN_IF_ERROR(OpenStepStream());
-    v1::PushHeader shared = header;
-    shared.set_shared_memory(true);
-    if (!step_stream_->Write(shared)) {
-      const grpc::Status status = step_stream_->Finish();
-      step_stream_.reset();
-      step_context_.reset();
-      return absl::UnavailableError(absl::StrCat("push of step ", header.step(), " to ", address_,
-                                                 ": ", status.error_message()));
-    }
-    answer_pending_ = true;
+    if (step_stream_ == nullptr) RETURN_IF_ERROR(OpenStepStream(header.job_id(), header.worker_id()));
+    DoorbellRequest request;
+    request.step = header.step();
+    request.sample_count = header.sample_count();
+    request.loss_sum = header.loss_sum();
+    request.correct = header.correct();
+    pending_ring_ = doorbell_->Ring(request);
     return v1::PushGradientsResponse();
   }
   EncodeSlices(layout, gradients.data(), kDefaultChunkBytes,
@@ -147,19 +147,12 @@ absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,
                                                    " floats, the layout needs ",
                                                    LayoutSize(layout)));
   }
-  if (answer_pending_ && step_stream_ != nullptr) {
-    answer_pending_ = false;
-    v1::PullParametersResponse answer;
-    if (!step_stream_->Read(&answer)) {
-      const absl::Status status = FromGrpcStatus(step_stream_->Finish());
-      step_stream_.reset();
-      step_context_.reset();
-      if (!status.ok()) return status;
-      return absl::UnavailableError(absl::StrCat("the step stream to ", address_, " ended"));
-    }
-    if (answer.version() >= min_version || IsEndedState(answer.state())) {
+  if (pending_ring_.has_value()) {
+    ASSIGN_OR_RETURN(DoorbellAnswer answer, AwaitStepAnswer(deadline));
+    RETURN_IF_ERROR(answer.status);
+    if (answer.version >= min_version || IsEndedState(static_cast<v1::JobState>(answer.state))) {
       RETURN_IF_ERROR(CopySharedParameters(values));
-      return PullResult{answer.version(), answer.state()};
+      return PullResult{answer.version, static_cast<v1::JobState>(answer.state)};
     }
     // An answer to an earlier step than asked for: ask for the version itself below.
   }
@@ -233,26 +226,73 @@ absl::Status GrpcParameterClient::CopySharedParameters(Tensor* values) const {
   return absl::OkStatus();
 }
 
-absl::Status GrpcParameterClient::OpenStepStream() {
+absl::Status GrpcParameterClient::OpenStepStream(const std::string& job_id,
+                                                 const std::string& worker_id) {
+  if (doorbell_ == nullptr) {
+    return absl::FailedPreconditionError("a step stream needs shared memory (UseSharedMemory)");
+  }
   step_context_ = std::make_unique<grpc::ClientContext>();
   step_stream_deadline_ = absl::Now() + kStepStreamLifetime;
   SetDeadline(step_context_.get(), step_stream_deadline_);
   step_stream_ = stub_->SharedMemorySteps(step_context_.get());
-  if (step_stream_ == nullptr) {
+  v1::PushHeader attach;
+  attach.set_job_id(job_id);
+  attach.set_worker_id(worker_id);
+  attach.set_shared_memory(true);
+  v1::PullParametersResponse attached;
+  if (step_stream_ == nullptr || !step_stream_->Write(attach) || !step_stream_->Read(&attached)) {
+    absl::Status status = absl::UnavailableError(absl::StrCat("cannot open a step stream to ", address_));
+    if (step_stream_ != nullptr) {
+      const absl::Status finished = FromGrpcStatus(step_stream_->Finish());
+      if (!finished.ok()) status = finished;
+    }
+    step_stream_.reset();
     step_context_.reset();
-    return absl::UnavailableError(absl::StrCat("cannot open a step stream to ", address_));
+    return status;
   }
-  answer_pending_ = false;
+  pending_ring_.reset();
   return absl::OkStatus();
 }
 
 void GrpcParameterClient::CloseStepStream() {
   if (step_stream_ == nullptr) return;
+  if (pending_ring_.has_value()) (void)AwaitStepAnswer(absl::Now() + kCloseTimeout);
+  DoorbellRequest close;
+  close.kind = DoorbellRequestKind::kClose;
+  pending_ring_ = doorbell_->Ring(close);
+  if (!AwaitStepAnswer(absl::Now() + kCloseTimeout).ok()) step_context_->TryCancel();
   step_stream_->WritesDone();
   (void)step_stream_->Finish();
   step_stream_.reset();
   step_context_.reset();
-  answer_pending_ = false;
+  pending_ring_.reset();
+}
+
+absl::StatusOr<DoorbellAnswer> GrpcParameterClient::AwaitStepAnswer(absl::Time deadline) {
+  const uint32_t seq = *pending_ring_;
+  while (true) {
+    absl::StatusOr<DoorbellAnswer> answer =
+        doorbell_->AwaitAnswer(seq, std::min(deadline, absl::Now() + kAnswerSlice));
+    if (answer.ok()) {
+      pending_ring_.reset();
+      return answer;
+    }
+    if (absl::Now() >= deadline) return answer.status();
+    // The server answers only while the stream lives: a lost connection ends the wait.
+    const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/false);
+    if (step_stream_ == nullptr || state == GRPC_CHANNEL_TRANSIENT_FAILURE ||
+        state == GRPC_CHANNEL_SHUTDOWN || state == GRPC_CHANNEL_IDLE) {
+      pending_ring_.reset();
+      if (step_stream_ != nullptr) {
+        step_context_->TryCancel();
+        (void)step_stream_->Finish();
+        step_stream_.reset();
+        step_context_.reset();
+      }
+      return absl::UnavailableError(
+          absl::StrCat("lost the connection to the parameter server at ", address_));
+    }
+  }
 }
 
 absl::StatusOr<SharedArenas> GrpcParameterClient::UseSharedMemory(const std::string& job_id,
@@ -269,8 +309,11 @@ absl::StatusOr<SharedArenas> GrpcParameterClient::UseSharedMemory(const std::str
                    SharedRegion::Open(response.gradient_segment(), response.arena_floats()));
   ASSIGN_OR_RETURN(std::unique_ptr<SharedRegion> parameters,
                    SharedRegion::Open(response.parameter_segment(), response.arena_floats()));
+  ASSIGN_OR_RETURN(std::unique_ptr<StepDoorbell> doorbell,
+                   StepDoorbell::Open(response.doorbell_segment()));
   gradient_region_ = std::move(gradient);
   parameter_region_ = std::move(parameters);
+  doorbell_ = std::move(doorbell);
   return SharedArenas{parameter_region_->data(), gradient_region_->data(), response.arena_floats()};
 }
 

@@ -11,12 +11,14 @@
 #define PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/shared_region.h"
+#include "core/step_doorbell.h"
 #include "psgrid/v1/service.grpc.pb.h"
 #include "worker/parameter_client.h"
 
@@ -69,18 +71,22 @@ class GrpcParameterClient : public ParameterClient {
   std::unique_ptr<SharedRegion> gradient_region_;
   std::unique_ptr<SharedRegion> parameter_region_;
 
-  // Shared-memory steps travel on one SharedMemorySteps stream, renewed before its deadline
-  // (kStepStreamLifetime) runs out so that every wait on it stays bounded. A Push writes to
-  // it; the Pull that follows reads the answer.
-  absl::Status OpenStepStream();
+  // Shared-memory steps go through the doorbell, while one SharedMemorySteps stream attaches
+  // it on the server; the stream is renewed before its deadline (kStepStreamLifetime) runs
+  // out, so that every wait stays bounded. A Push rings; the Pull that follows awaits the
+  // answer.
+  absl::Status OpenStepStream(const std::string& job_id, const std::string& worker_id);
+  void CloseStepStream();
+  // The answer to the pending ring, waiting in slices while the connection is up.
+  absl::StatusOr<DoorbellAnswer> AwaitStepAnswer(absl::Time deadline);
   // The parameter segment into *values (nothing to copy when *values is the segment).
   absl::Status CopySharedParameters(Tensor* values) const;
-  void CloseStepStream();
+  std::unique_ptr<StepDoorbell> doorbell_;
   std::unique_ptr<grpc::ClientContext> step_context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::PushHeader, v1::PullParametersResponse>>
       step_stream_;
   absl::Time step_stream_deadline_;
-  bool answer_pending_ = false;  // a push was written and its answer not read yet
+  std::optional<uint32_t> pending_ring_;  // a push was rung and its answer not read yet
 };
 
 }  // namespace psgrid
