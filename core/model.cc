@@ -22,12 +22,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   for (int i = 0; i < spec.layers_size(); ++i) {
     const std::string field = absl::StrCat("model.layers[", i, "]");
     ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(spec.layers(i), field));
+    const int first_param = static_cast<int>(model->params_.infos().size());
     absl::StatusOr<Shape> out = layer->Build(shape, absl::StrCat(i), &model->params_);
     if (!out.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": ", out.status().message(), " (input ", ShapeToString(shape), ")"));
     }
     shape = *out;
+    const bool has_params = static_cast<int>(model->params_.infos().size()) > first_param;
+    model->first_param_.push_back(has_params ? first_param : -1);
     model->output_shapes_.push_back(shape);
     model->layers_.push_back(std::move(layer));
   }
@@ -107,7 +110,8 @@ absl::StatusOr<LossResult> Model::Evaluate(const Tensor& x, const Targets& targe
   return loss_->Compute(*backend_, *out, targets, nullptr);
 }
 
-absl::StatusOr<LossResult> Model::ComputeGradients(const Tensor& x, const Targets& targets) {
+absl::StatusOr<LossResult> Model::ComputeGradients(
+    const Tensor& x, const Targets& targets, const std::function<void(int64_t)>& on_ready) {
   ASSIGN_OR_RETURN(const Tensor* out, Forward(x));
   ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out, targets, &loss_grad_));
   const Tensor* dy = &loss_grad_;
@@ -116,6 +120,7 @@ absl::StatusOr<LossResult> Model::ComputeGradients(const Tensor& x, const Target
     // The first layer's input gradient is never needed: skip computing it.
     Tensor* dx = i == 0 ? nullptr : (dy == &grad_a_ ? &grad_b_ : &grad_a_);
     layers_[i]->Backward(*backend_, in, activations_[i], *dy, dx);
+    if (on_ready && first_param_[i] >= 0) on_ready(params_.infos()[first_param_[i]].offset);
     dy = dx;
   }
   return result;

@@ -11,6 +11,7 @@
 #ifndef PSGRID_CORE_MODEL_H_
 #define PSGRID_CORE_MODEL_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,8 +66,13 @@ class Model {
   // the next call. INVALID_ARGUMENT when x does not have the input shape.
   absl::StatusOr<const Tensor*> Forward(const Tensor& x);
   // Forward, loss and backward: overwrites parameters().grads() with the gradient of the mean
-  // loss over the batch.
-  absl::StatusOr<LossResult> ComputeGradients(const Tensor& x, const Targets& targets);
+  // loss over the batch. Backward runs from the last layer to the first; after each layer
+  // with parameters, `on_ready` (when set) is called with the arena offset from which on the
+  // gradient is now complete (0 after the first layer), so that it can be sent while the
+  // earlier layers are still computed.
+  absl::StatusOr<LossResult> ComputeGradients(
+      const Tensor& x, const Targets& targets,
+      const std::function<void(int64_t ready_from)>& on_ready = nullptr);
   // Forward and loss only.
   absl::StatusOr<LossResult> Evaluate(const Tensor& x, const Targets& targets);
 
@@ -77,6 +83,9 @@ class Model {
   Shape input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> output_shapes_;
+  // Per layer: the index of its first parameter in params_, -1 when it has none. Layers
+  // declare their parameters in order, so a layer's gradient lies above the earlier layers'.
+  std::vector<int> first_param_;
   std::unique_ptr<Loss> loss_;
   ParameterSet params_;
   // activations_[i] is the output of layer i; grad_a_/grad_b_ carry ∂L/∂activation backwards.

@@ -8,12 +8,20 @@
 namespace psgrid {
 namespace {
 
+void CheckRange(const Tensor& weights, const Tensor& grads, int64_t state_size, int64_t begin,
+                int64_t end) {
+  PSGRID_CHECK(weights.size() == grads.size() && weights.size() == state_size,
+               "weights, grads and optimizer state differ in size");
+  PSGRID_CHECK(0 <= begin && begin <= end && end <= weights.size(), "update range out of bounds");
+}
+
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(float lr) : lr_(lr) {}
-  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale) override {
-    PSGRID_CHECK(weights.size() == grads.size(), "weights and grads differ in size");
-    backend.SgdUpdate(weights.size(), lr_, grad_scale, grads.data(), weights.data());
+  void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
+              int64_t begin, int64_t end) override {
+    CheckRange(weights, grads, weights.size(), begin, end);
+    backend.SgdUpdate(end - begin, lr_, grad_scale, grads.data() + begin, weights.data() + begin);
   }
   std::vector<std::pair<std::string, Tensor*>> State() override { return {}; }
 
@@ -24,12 +32,11 @@ class Sgd final : public Optimizer {
 class Momentum final : public Optimizer {
  public:
   Momentum(float lr, float momentum, int64_t n) : lr_(lr), momentum_(momentum), velocity_({n}) {}
-  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale) override {
-    PSGRID_CHECK(weights.size() == grads.size() && weights.size() == velocity_.size(),
-                 "weights, grads and velocity differ in size");
-    backend.MomentumUpdate(weights.size(), lr_, momentum_, grad_scale, grads.data(),
-                           velocity_.data(),
-                           weights.data());
+  void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
+              int64_t begin, int64_t end) override {
+    CheckRange(weights, grads, velocity_.size(), begin, end);
+    backend.MomentumUpdate(end - begin, lr_, momentum_, grad_scale, grads.data() + begin,
+                           velocity_.data() + begin, weights.data() + begin);
   }
   std::vector<std::pair<std::string, Tensor*>> State() override {
     return {{"velocity", &velocity_}};

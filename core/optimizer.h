@@ -24,8 +24,14 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   // One update of `weights` (n elements) from the gradient grad_scale·`grads` (n elements).
-  virtual void Step(Backend& backend, Tensor& weights, const Tensor& grads,
-                    float grad_scale = 1.0f) = 0;
+  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale = 1.0f) {
+    Update(backend, weights, grads, grad_scale, 0, weights.size());
+  }
+  // The same update restricted to elements [begin, end): one step may be applied as disjoint
+  // ranges that together cover the arena, each once (the parameter server applies a layer as
+  // soon as every worker's gradient of it is in). The result equals Step's.
+  virtual void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
+                      int64_t begin, int64_t end) = 0;
   // Named state buffers (e.g. {"velocity", ...}); empty for plain SGD.
   virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;
 };

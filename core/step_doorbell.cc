@@ -39,6 +39,11 @@ void FutexWait(uint32_t* word, uint32_t expected, absl::Duration timeout) {
 
 void FutexWake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0); }
 
+template <typename T>
+std::atomic_ref<T> Relaxed(T& field) {
+  return std::atomic_ref<T>(field);
+}
+
 uint32_t Load(uint32_t* word) { return std::atomic_ref<uint32_t>(*word).load(std::memory_order_acquire); }
 void Store(uint32_t* word, uint32_t value) {
   std::atomic_ref<uint32_t>(*word).store(value, std::memory_order_release);
@@ -63,11 +68,14 @@ struct StepDoorbell::Block {
   uint32_t magic;
   uint32_t layout_version;
   alignas(64) uint32_t request_seq;  // futex word, written by the worker
+  uint32_t write_guard;              // odd while the worker writes the fields below
+  uint32_t request_id;               // the request_seq these fields belong to
   uint32_t request_kind;
   int64_t step;
   int64_t sample_count;
   double loss_sum;
   int64_t correct;
+  int64_t ready_from;
   alignas(64) uint32_t answer_seq;  // futex word, written by the server
   int32_t code;
   int32_t state;
@@ -110,12 +118,18 @@ absl::StatusOr<std::unique_ptr<StepDoorbell>> StepDoorbell::Open(const std::stri
 
 uint32_t StepDoorbell::Ring(const DoorbellRequest& request) {
   Block* b = block();
-  b->request_kind = static_cast<uint32_t>(request.kind);
-  b->step = request.step;
-  b->sample_count = request.sample_count;
-  b->loss_sum = request.loss_sum;
-  b->correct = request.correct;
   const uint32_t seq = Load(&b->request_seq) + 1;
+  const uint32_t guard = Load(&b->write_guard);
+  Relaxed(b->write_guard) = guard + 1;
+  std::atomic_thread_fence(std::memory_order_release);
+  Relaxed(b->request_id) = seq;
+  Relaxed(b->request_kind) = static_cast<uint32_t>(request.kind);
+  Relaxed(b->step) = request.step;
+  Relaxed(b->sample_count) = request.sample_count;
+  Relaxed(b->loss_sum) = request.loss_sum;
+  Relaxed(b->correct) = request.correct;
+  Relaxed(b->ready_from) = request.ready_from;
+  Store(&b->write_guard, guard + 2);
   Store(&b->request_seq, seq);
   FutexWake(&b->request_seq);
   return seq;
@@ -159,19 +173,46 @@ uint32_t StepDoorbell::LatestRequest() const {
   return Load(&const_cast<StepDoorbell*>(this)->block()->request_seq);
 }
 
-std::optional<DoorbellRequest> StepDoorbell::AwaitRequest(uint32_t seen, absl::Time deadline) {
+std::optional<DoorbellRequest> StepDoorbell::AwaitRequest(uint32_t seen, absl::Time deadline,
+                                                          absl::Duration spin) {
   Block* b = block();
-  const uint32_t seq = AwaitChange(&b->request_seq, seen, deadline);
+  uint32_t seq = Load(&b->request_seq);
+  if (seq == seen && spin > absl::ZeroDuration()) {
+    const absl::Time spin_end = std::min(deadline, absl::Now() + spin);
+    do {
+      for (int i = 0; i < 32 && seq == seen; ++i) {
+        CpuRelax();
+        seq = Load(&b->request_seq);
+      }
+    } while (seq == seen && absl::Now() < spin_end);
+  }
+  if (seq == seen) seq = AwaitChange(&b->request_seq, seen, deadline);
   if (seq == seen) return std::nullopt;
+  // A consistent copy of the fields: retried while the worker is writing newer ones. A worker
+  // that never finishes writing only stalls its own doorbell, until the deadline.
   DoorbellRequest r;
-  r.seq = seq;
-  r.kind = b->request_kind == static_cast<uint32_t>(DoorbellRequestKind::kClose)
-               ? DoorbellRequestKind::kClose
-               : DoorbellRequestKind::kPush;
-  r.step = b->step;
-  r.sample_count = b->sample_count;
-  r.loss_sum = b->loss_sum;
-  r.correct = b->correct;
+  while (true) {
+    const uint32_t guard = Load(&b->write_guard);
+    if (guard % 2 == 0) {
+      r.seq = Relaxed(b->request_id).load(std::memory_order_relaxed);
+      const uint32_t kind = Relaxed(b->request_kind).load(std::memory_order_relaxed);
+      r.kind = kind == static_cast<uint32_t>(DoorbellRequestKind::kClose)  ? DoorbellRequestKind::kClose
+               : kind == static_cast<uint32_t>(DoorbellRequestKind::kPart) ? DoorbellRequestKind::kPart
+                                                                            : DoorbellRequestKind::kPush;
+      r.step = Relaxed(b->step).load(std::memory_order_relaxed);
+      r.sample_count = Relaxed(b->sample_count).load(std::memory_order_relaxed);
+      r.loss_sum = Relaxed(b->loss_sum).load(std::memory_order_relaxed);
+      r.correct = Relaxed(b->correct).load(std::memory_order_relaxed);
+      r.ready_from = Relaxed(b->ready_from).load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (Relaxed(b->write_guard).load(std::memory_order_relaxed) == guard) break;
+    }
+    if (absl::Now() >= deadline) return std::nullopt;
+    CpuRelax();
+  }
+  // The fields may belong to a request newer than request_seq said (the newest wins); ids that
+  // are not newer than `seen` can only be scribbles: answer request_seq's number then.
+  if (static_cast<int32_t>(r.seq - seen) <= 0) r.seq = seq;
   return r;
 }
 

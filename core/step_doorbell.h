@@ -6,8 +6,9 @@
 // in the parameter segment". Through a gRPC stream that costs two socket hops and a dozen
 // thread switches per step; through the doorbell, two futex wake-ups.
 //
-// Protocol: the worker writes its request and bumps request_seq (release), then wakes the
-// server; the server answers request n by writing the answer and setting answer_seq = n.
+// Protocol: the worker writes its request (under a sequence lock, since it may post the next
+// part while the server reads the last) and bumps request_seq, then wakes the server; the
+// server answers request n by writing the answer and setting answer_seq = n.
 // Sequence numbers are 32-bit and wrap. Either side waits with a deadline; no wait is
 // unbounded. The block is plain data that the other process may scribble on: readers copy it
 // out once and validate what they use (the server's validation is Job::PushGradients).
@@ -26,7 +27,10 @@
 
 namespace psgrid {
 
-enum class DoorbellRequestKind : uint32_t { kPush = 1, kClose = 2 };
+// kPush: the step's gradient is complete (answered with the next version). kPart: part of it
+// is (from ready_from on; not answered: a later part or the push supersedes it). kClose: the
+// worker lets go of the doorbell (answered).
+enum class DoorbellRequestKind : uint32_t { kPush = 1, kClose = 2, kPart = 3 };
 
 struct DoorbellRequest {
   uint32_t seq = 0;
@@ -35,6 +39,7 @@ struct DoorbellRequest {
   int64_t sample_count = 0;
   double loss_sum = 0;
   int64_t correct = 0;
+  int64_t ready_from = 0;  // kPart: the arena offset from which on the gradient is complete
 };
 
 struct DoorbellAnswer {
@@ -59,8 +64,11 @@ class StepDoorbell {
 
   // Server side. The sequence number of the newest request posted so far.
   uint32_t LatestRequest() const;
-  // The first request after `seen`, or nullopt when none is posted by `deadline`.
-  std::optional<DoorbellRequest> AwaitRequest(uint32_t seen, absl::Time deadline);
+  // The newest request after `seen` (a part may have been superseded by a newer request before
+  // it was read), or nullopt when none is posted by `deadline`. Polls for up to `spin` before
+  // it sleeps: worth it when the request is due within microseconds and a core is free.
+  std::optional<DoorbellRequest> AwaitRequest(uint32_t seen, absl::Time deadline,
+                                              absl::Duration spin = absl::ZeroDuration());
   void Answer(uint32_t seq, const DoorbellAnswer& answer);
 
  private:

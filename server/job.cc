@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -65,6 +66,7 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->layout_ = params.infos();
   job->arena_size_ = params.total_size();
   job->gradient_sum_ = Tensor({params.total_size()});
+  job->covered_from_ = job->applied_from_ = job->arena_size_;
   job->published_ = std::make_shared<const Tensor>(params.values());
   job->published_version_ = 0;
   return job;
@@ -83,6 +85,7 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
   w.id = absl::StrCat(id_, "/w", rank);
   w.name = worker_name;
   w.last_seen = absl::Now();
+  w.ready_from = arena_size_;
   if (static_cast<int>(workers_.size()) == world) {
     SetStateLocked(v1::JOB_STATE_RUNNING, "");
   } else {
@@ -137,35 +140,69 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
         absl::StrCat("the gradient has ", push.gradients ? push.gradients->size() : 0,
                      " values; the model has ", gradient_sum_.size()));
   }
+  if (push.ready_from < 0 || push.ready_from > arena_size_) {
+    return absl::InvalidArgumentError(absl::StrCat("ready_from ", push.ready_from,
+                                                   " is outside the arena of ", arena_size_));
+  }
+  if (w->step_samples_counted && push.sample_count != w->step_samples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample_count ", push.sample_count, " differs from the ", w->step_samples,
+                     " of an earlier part of step ", push.step));
+  }
+  if (push.ready_from >= w->ready_from) return true;  // a retried part: nothing new in it
+
   if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
+  if (!w->step_samples_counted) {
+    w->step_samples = push.sample_count;
+    w->step_samples_counted = true;
+    samples_this_step_ += push.sample_count;
+  }
   // A job of one worker updates straight from its gradient (the mean is its own): no pass
   // through the sum.
-  const bool sole_push = workers_.size() == 1;
-  if (push.sample_count > 0 && !sole_push) {
-    // The step's first gradient overwrites the sum (no clearing pass); later ones add to it.
-    backend_->Axpby(gradient_sum_.size(), static_cast<float>(push.sample_count),
-                    push.gradients->data(), samples_this_step_ == 0 ? 0.0f : 1.0f,
-                    gradient_sum_.data());
+  const bool sole = workers_.size() == 1;
+  const int64_t lo = push.ready_from;
+  const int64_t hi = w->ready_from;
+  if (!sole && push.sample_count > 0) AccumulateLocked(*push.gradients, push.sample_count, lo, hi);
+  w->ready_from = lo;
+  if (lo == 0) {
+    w->pushed_step = push.step;
+    ++pushes_this_step_;
+    loss_sum_this_step_ += push.loss_sum;
   }
-  w->pushed_step = push.step;
-  ++pushes_this_step_;
-  samples_this_step_ += push.sample_count;
-  loss_sum_this_step_ += push.loss_sum;
-  if (pushes_this_step_ == static_cast<int>(workers_.size())) {
-    ApplyStepLocked(sole_push ? *push.gradients : gradient_sum_);
+  // Apply the update where every worker's gradient is in (each has then counted its samples).
+  int64_t all_from = 0;
+  for (const WorkerState& peer : workers_) all_from = std::max(all_from, peer.ready_from);
+  if (all_from < applied_from_) {
+    if (samples_this_step_ > 0) {
+      // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
+      // sole gradient is a mean already).
+      optimizer_->Update(*backend_, model_->parameters().values(),
+                         sole ? *push.gradients : gradient_sum_,
+                         sole ? 1.0f : 1.0f / static_cast<float>(samples_this_step_), all_from,
+                         applied_from_);
+    }
+    applied_from_ = all_from;
   }
+  if (pushes_this_step_ == static_cast<int>(workers_.size())) FinishStepLocked();
   return false;
 }
 
-void Job::ApplyStepLocked(const Tensor& gradient_sum) {
-  ParameterSet& params = model_->parameters();
+void Job::AccumulateLocked(const Tensor& gradient, int64_t samples, int64_t lo, int64_t hi) {
+  // Above covered_from_ another worker's gradient is in the sum already: add to it. Below, this
+  // is the first: overwrite (no clearing pass).
+  const int64_t split = std::clamp(covered_from_, lo, hi);
+  const float weight = static_cast<float>(samples);
+  if (split < hi) {
+    backend_->Axpby(hi - split, weight, gradient.data() + split, 1.0f, gradient_sum_.data() + split);
+  }
+  if (lo < split) {
+    backend_->Axpby(split - lo, weight, gradient.data() + lo, 0.0f, gradient_sum_.data() + lo);
+  }
+  covered_from_ = std::min(covered_from_, lo);
+}
+
+void Job::FinishStepLocked() {
   if (samples_this_step_ > 0) {
-    // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
-    // sole gradient is a mean already: its scale is 1 / its samples, the same).
-    const float scale = gradient_sum.data() == gradient_sum_.data()
-                            ? 1.0f / static_cast<float>(samples_this_step_)
-                            : 1.0f;
-    optimizer_->Step(*backend_, params.values(), gradient_sum, scale);
     train_loss_ = loss_sum_this_step_ / static_cast<double>(samples_this_step_);
   }
   ++version_;
@@ -192,6 +229,11 @@ void Job::ApplyStepLocked(const Tensor& gradient_sum) {
   pushes_this_step_ = 0;
   samples_this_step_ = 0;
   loss_sum_this_step_ = 0;
+  covered_from_ = applied_from_ = arena_size_;
+  for (WorkerState& w : workers_) {
+    w.ready_from = arena_size_;
+    w.step_samples_counted = false;
+  }
   if (version_ == total_steps_) message_ = "evaluating the final weights";
   if (event) ++revision_;
 }
@@ -199,8 +241,12 @@ void Job::ApplyStepLocked(const Tensor& gradient_sum) {
 absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl::Time deadline,
                                                       bool with_values) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this, min_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return version_ >= min_version || EndedLocked();
+  // Values are copied between steps only: while a step's update is applied layer by layer
+  // (gradients in parts) the arena mixes two versions, and a copy waits for the next one.
+  auto ready = [this, min_version, with_values]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (EndedLocked()) return true;
+    if (version_ < min_version) return false;
+    return !with_values || applied_from_ == arena_size_ || published_version_ == version_;
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
     return absl::DeadlineExceededError(absl::StrCat("job ", id_, " did not reach version ",

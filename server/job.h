@@ -45,6 +45,11 @@ struct GradientPush {
   double loss_sum = 0;
   int64_t correct = 0;
   const Tensor* gradients = nullptr;  // arena in layout() order; borrowed for the call
+  // A step's gradient may come in parts, as backward produces it from the last layer to the
+  // first: this part says that the gradient is complete in [ready_from, arena size). 0 (the
+  // whole gradient) is the step's last part; only it counts loss_sum and correct, and every
+  // part carries the same sample_count.
+  int64_t ready_from = 0;
 };
 
 // Where a worker on the server's machine exchanges tensors through shared memory.
@@ -84,11 +89,14 @@ class Job {
   absl::StatusOr<WorkerAssignment> AddWorker(const std::string& worker_name);
   bool NeedsWorkers() const;
 
-  // Counts a gradient for the current step; returns true for a duplicate (a retry of a push
-  // already counted, for this or an earlier step), which changes nothing.
+  // Counts a gradient (or a part of one, see GradientPush::ready_from) for the current step;
+  // returns true for a duplicate (a retry of a push or part already counted, for this or an
+  // earlier step), which changes nothing. Each range of the arena is updated as soon as every
+  // worker's gradient of it is in; the version advances when the whole arena is.
   // NOT_FOUND for an unknown worker; FAILED_PRECONDITION for a step ahead of the current one
-  // or a job that is not running; INVALID_ARGUMENT for a negative sample count, a non-finite
-  // loss or a gradient arena of the wrong size. A rejected push changes nothing.
+  // or a job that is not running; INVALID_ARGUMENT for a negative sample count (or one that
+  // differs between the parts of a step), a non-finite loss, a gradient arena of the wrong
+  // size or a ready_from outside it. A rejected push changes nothing.
   absl::StatusOr<bool> PushGradients(const GradientPush& push);
 
   // The newest parameters once version >= min_version, or at once when the job has ended.
@@ -132,16 +140,23 @@ class Job {
     std::string id;
     std::string name;
     absl::Time last_seen;
-    int64_t pushed_step = -1;  // the last step this worker's gradient was counted for
+    int64_t pushed_step = -1;  // the last step this worker's whole gradient was counted for
+    // Of the current step: its gradient is in from ready_from on (arena_size_ = nothing yet),
+    // with step_samples samples (counted once step_samples_counted).
+    int64_t ready_from = 0;
+    int64_t step_samples = 0;
+    bool step_samples_counted = false;
     std::unique_ptr<SharedRegion> gradient_region;  // shared-memory pushes, when opened
     std::unique_ptr<StepDoorbell> doorbell;         // with the gradient region
   };
 
   void SetStateLocked(v1::JobState state, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the optimizer with `gradient_sum` (the sum of the step's gradients, each weighted
-  // by its sample count) and publishes the next version.
-  void ApplyStepLocked(const Tensor& gradient_sum) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds [lo, hi) of a worker's gradient, weighted by `samples`, to gradient_sum_.
+  void AccumulateLocked(const Tensor& gradient, int64_t samples, int64_t lo, int64_t hi)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the next version once the whole update of the step is applied.
+  void FinishStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkerState* FindWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -164,7 +179,11 @@ class Job {
   // Σ sample_count · gradient of the current step; valid only once samples_this_step_ > 0.
   Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  int pushes_this_step_ ABSL_GUARDED_BY(mu_) = 0;
+  int pushes_this_step_ ABSL_GUARDED_BY(mu_) = 0;  // last parts in
+  // Of the current step: gradient_sum_ holds some worker's gradient from covered_from_ on, and
+  // the update is applied from applied_from_ on (both arena offsets, arena_size_ = nothing).
+  int64_t covered_from_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t applied_from_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);         // a copy of version...

@@ -211,6 +211,52 @@ TEST_F(JobTest, AStepWaitsForEveryWorkerThenAppliesTheWeightedMean) {
   }
 }
 
+TEST_F(JobTest, AStepMayArriveInPartsInAnyOrderWithTheSameResult) {
+  JoinAll();
+  Tensor other(grads_.shape());
+  for (int64_t i = 0; i < other.size(); ++i) other[i] = -0.02f * static_cast<float>(i % 5);
+  // Layer 2's tensors lie above layer 0's in the arena; parts come from the top down.
+  const int64_t layer2 = job_->layout()[2].offset;
+  const int64_t layer2_bias = job_->layout()[3].offset;
+  GradientPush a = Push(0, 0, 8);
+  GradientPush b = Push(1, 0, 3);
+  b.gradients = &other;
+  a.ready_from = layer2_bias;
+  ASSERT_OK(job_->PushGradients(a));
+  b.ready_from = layer2;
+  ASSERT_OK(job_->PushGradients(b));
+  a.ready_from = layer2;
+  ASSERT_OK(job_->PushGradients(a));
+  auto retried = job_->PushGradients(a);  // a part again: nothing new
+  ASSERT_OK(retried);
+  EXPECT_TRUE(*retried);
+  GradientPush changed = b;
+  changed.sample_count = 4;
+  changed.ready_from = 0;
+  EXPECT_STATUS(job_->PushGradients(changed), absl::StatusCode::kInvalidArgument, "differs");
+  GradientPush outside = a;
+  outside.ready_from = job_->arena_size() + 1;
+  EXPECT_STATUS(job_->PushGradients(outside), absl::StatusCode::kInvalidArgument, "ready_from");
+  EXPECT_EQ(job_->Status().step(), 0);
+  a.ready_from = 0;
+  ASSERT_OK(job_->PushGradients(a));
+  EXPECT_EQ(job_->Status().step(), 0);  // rank 1's layer 0 is still out
+  b.ready_from = 0;
+  ASSERT_OK(job_->PushGradients(b));
+  auto snap = job_->WaitForVersion(1, absl::Now() + absl::Seconds(1));
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->version, 1);
+  EXPECT_DOUBLE_EQ(job_->Status().train_loss(), 2.0 / 11.0);
+  for (int64_t i = 0; i < initial_.size(); ++i) {
+    const double mean = (8.0 * grads_[i] + 3.0 * other[i]) / 11.0;
+    EXPECT_NEAR((*snap->values)[i], initial_[i] - 0.5 * mean, 1e-6) << i;
+  }
+  // The next step starts whole again.
+  ASSERT_OK(job_->PushGradients(Push(0, 1)));
+  ASSERT_OK(job_->PushGradients(Push(1, 1)));
+  EXPECT_EQ(job_->Status().step(), 2);
+}
+
 TEST_F(JobTest, ADuplicatePushIsCountedOnce) {
   JoinAll();
   auto first = job_->PushGradients(Push(0, 0));

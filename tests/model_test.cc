@@ -5,12 +5,14 @@
 
 #include "core/backend/cpu_backend.h"
 #include "core/model.h"
+#include "core/rng.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
 namespace {
 
 using ::psgrid::testing::MakeModelSpec;
+using ::psgrid::testing::RandomBatch;
 using ::testing::ElementsAre;
 
 TEST(Model, ParameterNamesAndShapesFollowTorchSequential) {
@@ -28,6 +30,33 @@ TEST(Model, ParameterNamesAndShapesFollowTorchSequential) {
   EXPECT_THAT(names, ElementsAre("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"));
   EXPECT_THAT(shapes, ElementsAre(Shape{256, 784}, Shape{256}, Shape{128, 256}, Shape{128},
                                   Shape{10, 128}, Shape{10}));
+}
+
+TEST(Model, BackwardAnnouncesEachLayersGradientOnceItIsComplete) {
+  CpuBackend backend;
+  auto model = Model::Create(
+      MakeModelSpec({{"dense", 6}, {"relu", 0}, {"dense", 4}, {"tanh", 0}, {"dense", 3}}), {5}, 3,
+      &backend);
+  ASSERT_OK(model);
+  const std::vector<ParamInfo>& infos = (*model)->parameters().infos();
+  Rng rng(3);
+  RandomBatch batch(rng, 7, 5, 3);
+  std::vector<int64_t> announced;
+  std::vector<std::vector<float>> seen;  // the arena from each announced offset on, then
+  const Tensor& grads = (*model)->parameters().grads();
+  ASSERT_OK((*model)->ComputeGradients(batch.x, batch.targets((*model)->loss()),
+                                       [&](int64_t ready_from) {
+                                         announced.push_back(ready_from);
+                                         seen.emplace_back(grads.data() + ready_from,
+                                                           grads.data() + grads.size());
+                                       }));
+  EXPECT_THAT(announced, ElementsAre(infos[4].offset, infos[2].offset, 0));
+  // What was announced complete did not change afterwards.
+  for (size_t k = 0; k < announced.size(); ++k) {
+    EXPECT_EQ(0, std::memcmp(seen[k].data(), grads.data() + announced[k],
+                             seen[k].size() * sizeof(float)))
+        << "from offset " << announced[k];
+  }
 }
 
 TEST(Model, SummaryCountsWeightsBiasesAndBytes) {

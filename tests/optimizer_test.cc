@@ -47,6 +47,28 @@ TEST(Optimizer, MomentumAccumulatesVelocityOverSteps) {
   }
 }
 
+TEST(Optimizer, AStepAppliedInRangesEqualsTheWholeStep) {
+  CpuBackend backend;
+  for (const char* type : {"sgd", "momentum"}) {
+    SCOPED_TRACE(type);
+    auto whole = CreateOptimizer(Spec(type, 0.1, 0.9), 10);
+    auto ranged = CreateOptimizer(Spec(type, 0.1, 0.9), 10);
+    ASSERT_OK(whole);
+    ASSERT_OK(ranged);
+    Tensor a({10}), b({10}), g({10});
+    for (int i = 0; i < 10; ++i) a[i] = b[i] = 0.1f * static_cast<float>(i) - 0.3f;
+    for (int step = 0; step < 3; ++step) {
+      for (int i = 0; i < 10; ++i) g[i] = static_cast<float>((i * 7 + step * 3) % 11) - 5.0f;
+      (*whole)->Step(backend, a, g, 0.5f);
+      // From the top down, as the server applies the layers of a gradient arriving in parts.
+      (*ranged)->Update(backend, b, g, 0.5f, 7, 10);
+      (*ranged)->Update(backend, b, g, 0.5f, 2, 7);
+      (*ranged)->Update(backend, b, g, 0.5f, 0, 2);
+      for (int i = 0; i < 10; ++i) EXPECT_EQ(a[i], b[i]) << "step " << step << " element " << i;
+    }
+  }
+}
+
 TEST(Optimizer, BadSpecsNameTheField) {
   EXPECT_STATUS(CreateOptimizer(Spec("adamax", 0.1), 1), absl::StatusCode::kInvalidArgument,
                 "optimizer.type");

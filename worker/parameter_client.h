@@ -61,6 +61,13 @@ class ParameterClient {
                                                        absl::Time deadline) {
     return absl::FailedPreconditionError("this transport has no shared memory");
   }
+  // Whether PushPart sends anything: then the worker announces each layer's gradient as
+  // backward produces it, and the server updates that layer while the worker computes the
+  // earlier ones.
+  virtual bool TakesGradientParts() const { return false; }
+  // Announces that the gradient of header.step is complete in the arena from `ready_from`
+  // (> 0) on; the Push of the step still follows. Not answered: errors come with the Push.
+  virtual void PushPart(const v1::PushHeader& header, int64_t ready_from) {}
 };
 
 }  // namespace psgrid

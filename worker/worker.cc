@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <memory>
 #include <span>
@@ -321,14 +322,21 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   header.set_worker_id(reg_.worker_id());
   header.set_step(step);
   const int64_t n = static_cast<int64_t>(indices.size());
+  header.set_sample_count(n);
   const absl::Time compute_start = absl::Now();
   if (n > 0) {
     const Dataset& train = data_.train;
     GatherBatch(train, indices, &x_, &labels_, &targets_);
+    // Each layer's gradient goes out as soon as backward has it, when the transport can.
+    std::function<void(int64_t)> on_ready;
+    if (client_->TakesGradientParts()) {
+      on_ready = [&](int64_t ready_from) {
+        if (ready_from > 0) client_->PushPart(header, ready_from);
+      };
+    }
     absl::StatusOr<LossResult> r =
-        model_->ComputeGradients(x_, MakeTargets(train, labels_, targets_));
+        model_->ComputeGradients(x_, MakeTargets(train, labels_, targets_), on_ready);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
-    header.set_sample_count(n);
     header.set_loss_sum(r->loss * static_cast<double>(n));
     header.set_correct(r->correct);
     window_samples_ += n;

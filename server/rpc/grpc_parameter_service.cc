@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,20 @@ namespace {
 constexpr absl::Duration kWaitSlice = absl::Milliseconds(500);
 // How often a step stream that waits for its worker's next request checks its call.
 constexpr absl::Duration kDoorbellSlice = absl::Milliseconds(200);
+// How long a step stream polls for the next part of a gradient before it sleeps.
+constexpr absl::Duration kPartSpin = absl::Milliseconds(1);
+
+// Counts the step streams serving a doorbell while it lives.
+class ActiveDoorbell {
+ public:
+  explicit ActiveDoorbell(std::atomic<int>* count) : count_(count) { count_->fetch_add(1); }
+  ~ActiveDoorbell() { count_->fetch_sub(1); }
+  ActiveDoorbell(const ActiveDoorbell&) = delete;
+  ActiveDoorbell& operator=(const ActiveDoorbell&) = delete;
+
+ private:
+  std::atomic<int>* count_;
+};
 constexpr absl::Duration kRegisterWaitLimit = absl::Seconds(30);
 constexpr absl::Duration kDefaultPullWait = absl::Seconds(60);
 
@@ -267,12 +282,16 @@ grpc::Status GrpcParameterService::SharedMemorySteps(
     attached.set_state(status.state());
     if (!stream->Write(attached)) return grpc::Status::OK;
   }
+  ActiveDoorbell active(&active_doorbells_);
   v1::PushHeader header;
   header.set_job_id(attach.job_id());
   header.set_worker_id(attach.worker_id());
+  absl::Status part_error;  // of the current step's parts; answered at its push
+  absl::Duration spin;
   while (true) {
     const std::optional<DoorbellRequest> request =
-        doorbell.AwaitRequest(seen, absl::Now() + kDoorbellSlice);
+        doorbell.AwaitRequest(seen, absl::Now() + kDoorbellSlice, spin);
+    spin = absl::ZeroDuration();
     if (!request.has_value()) {
       if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
       continue;
@@ -286,8 +305,19 @@ grpc::Status GrpcParameterService::SharedMemorySteps(
     header.set_sample_count(request->sample_count);
     header.set_loss_sum(request->loss_sum);
     header.set_correct(request->correct);
+    GradientPush push = PushOf(header, &*gradients);
+    if (request->kind == DoorbellRequestKind::kPart) {
+      // Apply what every worker has delivered; the next part is due within one layer's
+      // backward: poll for it when there is a core to spare for that.
+      push.ready_from = std::max<int64_t>(request->ready_from, 1);
+      if (part_error.ok()) part_error = job.PushGradients(push).status();
+      const int cores = static_cast<int>(std::thread::hardware_concurrency());
+      if (2 * active_doorbells_.load() <= cores) spin = kPartSpin;
+      continue;
+    }
     DoorbellAnswer answer;
-    answer.status = job.PushGradients(PushOf(header, &*gradients)).status();
+    answer.status = part_error.ok() ? job.PushGradients(push).status() : part_error;
+    part_error = absl::OkStatus();
     // The next version; the job's liveness check ends the wait if a peer has gone.
     while (answer.status.ok()) {
       absl::StatusOr<ParameterSnapshot> next =

@@ -55,6 +55,9 @@ class GrpcParameterService final : public v1::Parameters::Service {
 
   JobManager* const manager_;
   std::atomic<bool> shutting_down_{false};
+  // Step streams serving a worker's doorbell now: they poll for gradient parts only while
+  // there are cores for it (two busy threads per shared-memory worker: it and its stream).
+  std::atomic<int> active_doorbells_{0};
 };
 
 }  // namespace psgrid

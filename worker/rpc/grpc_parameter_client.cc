@@ -90,15 +90,6 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
         absl::StrCat("push of step ", header.step(), ": a gradient arena of ", gradients.size(),
                      " floats, the layout needs ", LayoutSize(layout)));
   }
-  grpc::ClientContext context;
-  SetDeadline(&context, deadline);
-  v1::PushGradientsResponse response;
-  std::unique_ptr<grpc::ClientWriter<v1::PushGradientsRequest>> writer =
-      stub_->PushGradients(&context, &response);
-  v1::PushGradientsRequest message;
-  *message.mutable_header() = header;  // travels with the first group of slices
-  bool stream_ok = true;
-  bool sent_any = false;
   if (gradient_region_ != nullptr) {
     if (gradients.size() < gradient_region_->floats()) {
       return absl::InvalidArgumentError(
@@ -122,6 +113,15 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
     pending_ring_ = doorbell_->Ring(request);
     return v1::PushGradientsResponse();
   }
+  grpc::ClientContext context;
+  SetDeadline(&context, deadline);
+  v1::PushGradientsResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::PushGradientsRequest>> writer =
+      stub_->PushGradients(&context, &response);
+  v1::PushGradientsRequest message;
+  *message.mutable_header() = header;  // travels with the first group of slices
+  bool stream_ok = true;
+  bool sent_any = false;
   EncodeSlices(layout, gradients.data(), kDefaultChunkBytes,
                [&](std::vector<v1::TensorSlice>&& group) {
                  for (v1::TensorSlice& slice : group) *message.add_slices() = std::move(slice);
@@ -135,6 +135,22 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
   if (stream_ok) writer->WritesDone();
   RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
   return response;
+}
+
+void GrpcParameterClient::PushPart(const v1::PushHeader& header, int64_t ready_from) {
+  if (doorbell_ == nullptr || ready_from <= 0) return;
+  if (step_stream_ != nullptr && absl::Now() + kStepStreamRenewal > step_stream_deadline_) {
+    CloseStepStream();
+  }
+  if (step_stream_ == nullptr && !OpenStepStream(header.job_id(), header.worker_id()).ok()) {
+    return;  // the push that follows reports the problem
+  }
+  DoorbellRequest request;
+  request.kind = DoorbellRequestKind::kPart;
+  request.step = header.step();
+  request.sample_count = header.sample_count();
+  request.ready_from = ready_from;
+  doorbell_->Ring(request);
 }
 
 absl::StatusOr<PullResult> GrpcParameterClient::Pull(const std::string& job_id,

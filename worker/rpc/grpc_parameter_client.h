@@ -60,6 +60,9 @@ class GrpcParameterClient : public ParameterClient {
   absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
                                                const std::string& worker_id,
                                                absl::Time deadline) override;
+  // Through shared memory only (the step doorbell).
+  bool TakesGradientParts() const override { return doorbell_ != nullptr; }
+  void PushPart(const v1::PushHeader& header, int64_t ready_from) override;
 
  private:
   GrpcParameterClient(std::string address, std::shared_ptr<grpc::Channel> channel);
