@@ -33,7 +33,10 @@ v1::JobSpec Spec(int workers, int batch, const std::string& optimizer) {
   const std::string data = WriteData();
   auto spec = ParseJobSpec(
       "name: equivalence\n"
-      "model: {layers: [{type: dense, units: 6}, {type: tanh}, {type: dense, units: 1}], "
+      // Three layers, most weights above the first: gradients travel in parts over both
+      // transports while backward runs (GradientSender over gRPC, the doorbell in shared memory).
+      "model: {layers: [{type: dense, units: 3}, {type: tanh}, {type: dense, units: 6}, "
+      "{type: tanh}, {type: dense, units: 1}], "
       "loss: mse, init: {scheme: xavier, seed: 5}}\n"
       "data: {dataset: csv, path: " +
           data + ", test_path: " + data +

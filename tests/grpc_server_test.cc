@@ -419,6 +419,13 @@ TEST_F(GrpcServerTest, RejectedPushesChangeNothing) {
     c.messages[0].mutable_header()->set_job_id("no-such-job");
     cases.push_back(c);
   }
+  {
+    Case c{"closing header of another step", good, grpc::StatusCode::INVALID_ARGUMENT,
+           "ends with a header of step 5"};
+    *c.messages.back().mutable_header() = c.messages[0].header();
+    c.messages.back().mutable_header()->set_step(5);
+    cases.push_back(c);
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
     PushOutcome outcome = PushRaw(c.messages);

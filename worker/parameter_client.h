@@ -61,13 +61,15 @@ class ParameterClient {
                                                        absl::Time deadline) {
     return absl::FailedPreconditionError("this transport has no shared memory");
   }
-  // Whether PushPart sends anything: then the worker announces each layer's gradient as
-  // backward produces it, and the server updates that layer while the worker computes the
-  // earlier ones.
+  // Whether PushPart does anything: then the worker announces each layer's gradient as
+  // backward produces it, and it travels (or, through shared memory, is applied by the
+  // server) while the worker computes the earlier layers.
   virtual bool TakesGradientParts() const { return false; }
-  // Announces that the gradient of header.step is complete in the arena from `ready_from`
-  // (> 0) on; the Push of the step still follows. Not answered: errors come with the Push.
-  virtual void PushPart(const v1::PushHeader& header, int64_t ready_from) {}
+  // Announces that `gradients` (the arena Push will send, in `layout` order; both borrowed
+  // until that Push) is complete for header.step from offset `ready_from` (> 0) on. The Push
+  // of the step still follows and carries the loss. Not answered: errors come with the Push.
+  virtual void PushPart(const v1::PushHeader& header, const std::vector<ParamInfo>& layout,
+                        const Tensor& gradients, int64_t ready_from, absl::Time deadline) {}
 };
 
 }  // namespace psgrid

@@ -331,7 +331,10 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
     std::function<void(int64_t)> on_ready;
     if (client_->TakesGradientParts()) {
       on_ready = [&](int64_t ready_from) {
-        if (ready_from > 0) client_->PushPart(header, ready_from);
+        if (ready_from > 0) {
+          client_->PushPart(header, params.infos(), params.grads(), ready_from,
+                            absl::Now() + options_.rpc_timeout);
+        }
       };
     }
     absl::StatusOr<LossResult> r =

@@ -136,7 +136,7 @@ grpc::Status GrpcParameterService::PushGradients(
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first message of a push must carry a header");
   }
-  const v1::PushHeader header = message.header();
+  v1::PushHeader header = message.header();
   absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(header.job_id());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Job& job = **found;
@@ -157,7 +157,21 @@ grpc::Status GrpcParameterService::PushGradients(
   } else {
     gradients = Tensor({job.arena_size()});
     SliceAssembler assembler(job.layout(), gradients.data());
+    bool first = true;
     do {
+      if (!first && message.has_header()) {
+        // The closing header of a push sent while backward ran: the same step, its loss now.
+        const v1::PushHeader& last = message.header();
+        if (last.job_id() != header.job_id() || last.worker_id() != header.worker_id() ||
+            last.step() != header.step() || last.shared_memory()) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::StrCat("a push of step ", header.step(), " by ",
+                                           header.worker_id(), " ends with a header of step ",
+                                           last.step(), " by ", last.worker_id()));
+        }
+        header = last;
+      }
+      first = false;
       for (const v1::TensorSlice& slice : message.slices()) {
         if (absl::Status s = assembler.Add(slice); !s.ok()) return ToGrpcStatus(s);
       }

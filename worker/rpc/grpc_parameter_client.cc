@@ -41,6 +41,24 @@ int64_t LayoutSize(const std::vector<ParamInfo>& layout) {
   return total;
 }
 
+// Whether a network push should start while backward runs. It pays when much of the gradient
+// is ready before backward ends, i.e. lies above the first layer (a CNN's dense layers over
+// its convolutions); an MLP whose first layer holds most of the weights gains little, and the
+// sender thread then only competes with backward for the cores (measured: 8% slower on 2
+// cores). Layers are told apart by the "<layer>." prefix of the tensor names.
+bool WorthSendingEarly(const std::vector<ParamInfo>& layout) {
+  if (layout.empty()) return false;
+  const std::string& first = layout.front().name;
+  const std::string first_layer = first.substr(0, first.find('.') + 1);
+  int64_t early = 0;
+  int64_t total = 0;
+  for (const ParamInfo& info : layout) {
+    total += info.size;
+    if (info.name.compare(0, first_layer.size(), first_layer) != 0) early += info.size;
+  }
+  return early * 4 >= total;  // at least a quarter
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Connect(
@@ -113,6 +131,12 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
     pending_ring_ = doorbell_->Ring(request);
     return v1::PushGradientsResponse();
   }
+  if (sender_ != nullptr) {
+    // The parts are on their way: send the rest and the closing header. A retry (after an
+    // error) sends the whole push anew below.
+    std::unique_ptr<GradientSender> sender = std::move(sender_);
+    if (sender->step() == header.step()) return sender->Finish(header);
+  }
   grpc::ClientContext context;
   SetDeadline(&context, deadline);
   v1::PushGradientsResponse response;
@@ -137,8 +161,21 @@ absl::StatusOr<v1::PushGradientsResponse> GrpcParameterClient::Push(
   return response;
 }
 
-void GrpcParameterClient::PushPart(const v1::PushHeader& header, int64_t ready_from) {
-  if (doorbell_ == nullptr || ready_from <= 0) return;
+void GrpcParameterClient::PushPart(const v1::PushHeader& header,
+                                   const std::vector<ParamInfo>& layout, const Tensor& gradients,
+                                   int64_t ready_from, absl::Time deadline) {
+  if (ready_from <= 0) return;
+  if (gradient_region_ == nullptr) {
+    if (gradients.size() < LayoutSize(layout)) return;  // the push that follows says so
+    if (!WorthSendingEarly(layout)) return;
+    if (sender_ == nullptr || sender_->step() != header.step()) {
+      sender_ = std::make_unique<GradientSender>(stub_.get(), header, layout, gradients.data(),
+                                                 deadline);
+    }
+    sender_->Ready(ready_from);
+    return;
+  }
+  if (doorbell_ == nullptr) return;
   if (step_stream_ != nullptr && absl::Now() + kStepStreamRenewal > step_stream_deadline_) {
     CloseStepStream();
   }

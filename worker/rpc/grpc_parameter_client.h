@@ -21,6 +21,7 @@
 #include "core/step_doorbell.h"
 #include "psgrid/v1/service.grpc.pb.h"
 #include "worker/parameter_client.h"
+#include "worker/rpc/gradient_sender.h"
 
 namespace psgrid {
 
@@ -60,9 +61,11 @@ class GrpcParameterClient : public ParameterClient {
   absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
                                                const std::string& worker_id,
                                                absl::Time deadline) override;
-  // Through shared memory only (the step doorbell).
-  bool TakesGradientParts() const override { return doorbell_ != nullptr; }
-  void PushPart(const v1::PushHeader& header, int64_t ready_from) override;
+  // Through shared memory, a part rings the doorbell; over the network, the first part opens
+  // the push and a GradientSender writes the complete tensors while backward goes on.
+  bool TakesGradientParts() const override { return true; }
+  void PushPart(const v1::PushHeader& header, const std::vector<ParamInfo>& layout,
+                const Tensor& gradients, int64_t ready_from, absl::Time deadline) override;
 
  private:
   GrpcParameterClient(std::string address, std::shared_ptr<grpc::Channel> channel);
@@ -85,6 +88,8 @@ class GrpcParameterClient : public ParameterClient {
   // The parameter segment into *values (nothing to copy when *values is the segment).
   absl::Status CopySharedParameters(Tensor* values) const;
   std::unique_ptr<StepDoorbell> doorbell_;
+  // The network push under way while backward runs (PushPart), finished by Push.
+  std::unique_ptr<GradientSender> sender_;
   std::unique_ptr<grpc::ClientContext> step_context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::PushHeader, v1::PullParametersResponse>>
       step_stream_;
