@@ -164,6 +164,8 @@ class WorkerSession {
   // Each returns the job's state afterwards (RUNNING, or the state that ended it).
   absl::StatusOr<v1::JobState> PushStep(int64_t step, std::span<const int64_t> indices);
   absl::StatusOr<PullResult> PullVersion(int64_t min_version);
+  // Gathers step's batch into next_x_ (and its targets) for PushStep to take.
+  void Prefetch(int64_t step, std::span<const int64_t> indices);
   absl::StatusOr<v1::JobState> ReportIfDue(int64_t version);
   // Runs `call` (given its deadline) until it succeeds or fails for good. UNAVAILABLE (and
   // DEADLINE_EXCEEDED of a push or report, which the server deduplicates) is retried with
@@ -191,6 +193,10 @@ class WorkerSession {
   int64_t steps_per_epoch_ = 0;
   Tensor x_, targets_;
   std::vector<int32_t> labels_;
+  // The next step's batch, gathered while the server finishes the current one.
+  Tensor next_x_, next_targets_;
+  std::vector<int32_t> next_labels_;
+  int64_t prefetched_step_ = -1;
 
   absl::Time start_;
   // Where the worker's time went: computing gradients, exchanging them with the server
@@ -231,6 +237,11 @@ absl::Status WorkerSession::Run() {
     sampler_->StartEpoch(t / steps_per_epoch_);  // cheap unless the epoch changes
     ASSIGN_OR_RETURN(state, PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank)));
     if (IsEndedState(state)) return EndOfJob(state, t);
+    // While the server finishes the step: the next batch.
+    if (t + 1 < total_steps) {
+      sampler_->StartEpoch((t + 1) / steps_per_epoch_);
+      Prefetch(t + 1, sampler_->Batch((t + 1) % steps_per_epoch_, rank));
+    }
     ASSIGN_OR_RETURN(PullResult pulled, PullVersion(t + 1));
     if (IsEndedState(pulled.state)) return EndOfJob(pulled.state, t + 1);
     if (pulled.version != t + 1) {
@@ -326,7 +337,14 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   const absl::Time compute_start = absl::Now();
   if (n > 0) {
     const Dataset& train = data_.train;
-    GatherBatch(train, indices, &x_, &labels_, &targets_);
+    if (prefetched_step_ == step) {
+      std::swap(x_, next_x_);
+      std::swap(labels_, next_labels_);
+      std::swap(targets_, next_targets_);
+    } else {
+      GatherBatch(train, indices, &x_, &labels_, &targets_);
+    }
+    prefetched_step_ = -1;
     // Each layer's gradient goes out as soon as backward has it, when the transport can.
     std::function<void(int64_t)> on_ready;
     if (client_->TakesGradientParts()) {
@@ -357,6 +375,12 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   exchange_time_ += absl::Now() - exchange_start;
   if (!pushed.ok()) return StateAfterError(pushed.status(), absl::StrCat("push of step ", step));
   return v1::JOB_STATE_RUNNING;
+}
+
+void WorkerSession::Prefetch(int64_t step, std::span<const int64_t> indices) {
+  if (indices.empty()) return;
+  GatherBatch(data_.train, indices, &next_x_, &next_labels_, &next_targets_);
+  prefetched_step_ = step;
 }
 
 absl::StatusOr<PullResult> WorkerSession::PullVersion(int64_t min_version) {

@@ -2,8 +2,9 @@
 // with the parameter server until the job ends.
 //
 // Loop: register (rank r of W, the spec) → load data, build the model → pull version 0 →
-// for each step t: gather its batch (BatchSampler, rank r) → forward/backward → push the
-// gradient for step t → pull version t+1. Rank 0 also evaluates the test set at every epoch's
+// for each step t: gather its batch (BatchSampler, rank r) → forward/backward, each layer's
+// gradient announced as backward produces it (ParameterClient::PushPart) → push the gradient
+// for step t → gather the next batch while the server finishes the step → pull version t+1. Rank 0 also evaluates the test set at every epoch's
 // end and after the last step, and reports it. A heartbeat thread keeps the job aware of the
 // worker. All maths goes through core/. Not thread-safe: one Run() per Worker.
 #ifndef PSGRID_WORKER_WORKER_H_
