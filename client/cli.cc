@@ -7,6 +7,7 @@
 #include "CLI/CLI.hpp"
 #include "client/command_util.h"
 #include "client/commands_jobs.h"
+#include "client/commands_snapshots.h"
 #include "client/job_format.h"
 #include "client/local_runner.h"
 #include "client/single_process.h"
@@ -95,6 +96,8 @@ int RunCli(int argc, char** argv) {
                         "The psgrid program the workers run (default: this one)");
   AddOutputOption(local_cmd, &local_format);
   local_cmd->add_flag("--json", local_json, "Same as -o json");
+  local_cmd->add_option("--export", local.export_path,
+                        "Write the final weights to this .safetensors file");
   CLI::Option* single_process_flag = local_cmd->add_flag(
       "--single-process", single_process,
       "Train in this process alone (no server, no workers): the reference");
@@ -131,6 +134,33 @@ int RunCli(int argc, char** argv) {
     AddServerOptions(cmd, &server);
     AddOutputOption(cmd, &format);
   }
+
+  // snapshot take|list|verify, export
+  std::string snapshot_id;
+  std::string export_path;
+  CLI::App* snapshot_cmd = app.add_subcommand("snapshot", "Take, list and verify snapshots");
+  snapshot_cmd->require_subcommand(1);
+  CLI::App* snap_take_cmd = snapshot_cmd->add_subcommand(
+      "take", "Snapshot a job now; answers when the snapshot is on the server's disk");
+  CLI::App* snap_list_cmd = snapshot_cmd->add_subcommand("list", "List a job's snapshots");
+  CLI::App* snap_verify_cmd = snapshot_cmd->add_subcommand(
+      "verify", "Check every checksum of a snapshot (exit 1, DATA_LOSS, when it is corrupt)");
+  CLI::App* snap_restore_cmd = snapshot_cmd->add_subcommand(
+      "restore", "Roll a running or ended job back to a snapshot and continue it from there");
+  for (CLI::App* cmd : {snap_take_cmd, snap_list_cmd, snap_verify_cmd, snap_restore_cmd}) {
+    cmd->add_option("job", job_id, "Job id")->required();
+    AddServerOptions(cmd, &server);
+    AddOutputOption(cmd, &format);
+  }
+  for (CLI::App* cmd : {snap_verify_cmd, snap_restore_cmd}) {
+    cmd->add_option("snapshot", snapshot_id, "Snapshot id")->required();
+  }
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "Write a job's weights (or a snapshot's) as a safetensors file for PyTorch");
+  export_cmd->add_option("job", job_id, "Job id")->required();
+  export_cmd->add_option("snapshot", snapshot_id, "Snapshot id (default: the current weights)");
+  export_cmd->add_option("-o,--output", export_path, "The .safetensors file to write")->required();
+  AddServerOptions(export_cmd, &server);
 
   // worker: everything after it goes to the worker's own parser.
   CLI::App* worker_cmd = app.add_subcommand(
@@ -170,6 +200,15 @@ int RunCli(int argc, char** argv) {
   if (*status_cmd) return RunStatusCommand(server, job_id, ToFormat(format));
   if (*watch_cmd) return RunWatchCommand(server, job_id, ToFormat(format));
   if (*stop_cmd) return RunStopCommand(server, job_id, ToFormat(format));
+  if (*snap_take_cmd) return RunSnapshotTakeCommand(server, job_id, ToFormat(format));
+  if (*snap_list_cmd) return RunSnapshotListCommand(server, job_id, ToFormat(format));
+  if (*snap_verify_cmd) {
+    return RunSnapshotVerifyCommand(server, job_id, snapshot_id, ToFormat(format));
+  }
+  if (*snap_restore_cmd) {
+    return RunSnapshotRestoreCommand(server, job_id, snapshot_id, ToFormat(format));
+  }
+  if (*export_cmd) return RunExportCommand(server, job_id, snapshot_id, export_path);
   if (*worker_cmd) return RunWorkerCommand(worker_cmd->remaining());
   if (*summary_cmd) {
     const absl::Status s = RunSummary(summary_spec);

@@ -9,19 +9,15 @@
 #include "client/rpc/grpc_control_client.h"
 
 namespace psgrid {
-namespace {
-
-absl::StatusOr<std::unique_ptr<ControlClient>> ConnectTo(const ServerFlags& server) {
+absl::StatusOr<std::unique_ptr<ControlClient>> ConnectToServer(const ServerFlags& server) {
   return ControlClient::Connect(server.address, absl::Seconds(server.connect_timeout_seconds));
 }
-
-}  // namespace
 
 int RunSubmitCommand(const ServerFlags& server, const std::string& spec_path,
                      const SpecOverrides& overrides) {
   absl::StatusOr<v1::JobSpec> spec = LoadJobSpecWithOverrides(spec_path, overrides);
   if (!spec.ok()) return PrintError(spec.status());
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectTo(server);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectToServer(server);
   if (!client.ok()) return PrintError(client.status());
   absl::StatusOr<std::string> id = WithSpecSource(spec_path, (*client)->Submit(*spec));
   if (!id.ok()) return PrintError(id.status());
@@ -37,7 +33,7 @@ int RunSubmitCommand(const ServerFlags& server, const std::string& spec_path,
 }
 
 int RunListCommand(const ServerFlags& server, OutputFormat format) {
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectTo(server);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectToServer(server);
   if (!client.ok()) return PrintError(client.status());
   absl::StatusOr<std::vector<v1::JobStatus>> jobs = (*client)->List();
   if (!jobs.ok()) return PrintError(jobs.status());
@@ -51,7 +47,7 @@ int RunListCommand(const ServerFlags& server, OutputFormat format) {
 }
 
 int RunStatusCommand(const ServerFlags& server, const std::string& job_id, OutputFormat format) {
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectTo(server);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectToServer(server);
   if (!client.ok()) return PrintError(client.status());
   absl::StatusOr<v1::JobStatus> status = (*client)->Get(job_id);
   if (!status.ok()) return PrintError(status.status());
@@ -65,7 +61,7 @@ int RunStatusCommand(const ServerFlags& server, const std::string& job_id, Outpu
 }
 
 int RunWatchCommand(const ServerFlags& server, const std::string& job_id, OutputFormat format) {
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectTo(server);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectToServer(server);
   if (!client.ok()) return PrintError(client.status());
   ProgressPrinter printer(stdout, ProgressPrinter::ModeFor(stdout, format));
   absl::StatusOr<v1::JobStatus> last = (*client)->Watch(job_id, [&](const v1::JobStatus& s) {
@@ -78,7 +74,7 @@ int RunWatchCommand(const ServerFlags& server, const std::string& job_id, Output
 }
 
 int RunStopCommand(const ServerFlags& server, const std::string& job_id, OutputFormat format) {
-  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectTo(server);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client = ConnectToServer(server);
   if (!client.ok()) return PrintError(client.status());
   absl::StatusOr<v1::JobStatus> status = (*client)->Stop(job_id);
   if (!status.ok()) return PrintError(status.status());

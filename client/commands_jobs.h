@@ -4,10 +4,12 @@
 #ifndef PSGRID_CLIENT_COMMANDS_JOBS_H_
 #define PSGRID_CLIENT_COMMANDS_JOBS_H_
 
+#include <memory>
 #include <string>
 
 #include "client/command_util.h"
 #include "client/job_format.h"
+#include "client/rpc/grpc_control_client.h"
 
 namespace psgrid {
 
@@ -17,6 +19,9 @@ struct ServerFlags {
   std::string address = kDefaultServerAddress;  // --server or PSGRID_SERVER
   double connect_timeout_seconds = 5;
 };
+
+// A Control client for the server the flags name (waits up to their connect timeout).
+absl::StatusOr<std::unique_ptr<ControlClient>> ConnectToServer(const ServerFlags& server);
 
 // Prints the new job's id alone on stdout (a hint on starting workers on stderr).
 int RunSubmitCommand(const ServerFlags& server, const std::string& spec_path,

@@ -24,6 +24,7 @@
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/job_manager.h"
+#include "client/commands_snapshots.h"
 #include "server/rpc/grpc_server.h"
 
 namespace psgrid {
@@ -134,6 +135,8 @@ class LocalRun {
   void ReapWorkers();
   void ShutDownServer();
   void PrintResult(const v1::JobStatus& final_status, absl::Time start) const;
+  // --export: the job's last weights as a safetensors file (said on the log, errors too).
+  absl::Status ExportFinalWeights();
   std::string Describe(const WorkerProcess& worker) const {
     return absl::StrCat("worker process ", worker.index, " of ", workers_.size(), " (pid ",
                         worker.process->pid(), ")");
@@ -328,6 +331,8 @@ int LocalRun::Run() {
   ShutDownServer();
   const v1::JobStatus final_status = job_->Status();
   if (!watched.ok()) std::fprintf(log_, "%s\n", FinalLine(final_status).c_str());
+  bool export_failed = false;
+  if (!options_.export_path.empty()) export_failed = !ExportFinalWeights().ok();
   std::fflush(log_);
   if (options_.output == OutputFormat::kJson) PrintResult(final_status, start);
   int interrupted_by = 0;
@@ -336,7 +341,21 @@ int LocalRun::Run() {
     interrupted_by = interrupted_by_;
   }
   if (interrupted_by != 0) return kExitInterrupted;
+  if (export_failed) return kExitFailed;
   return final_status.state() == v1::JOB_STATE_COMPLETED ? kExitOk : kExitFailed;
+}
+
+absl::Status LocalRun::ExportFinalWeights() {
+  absl::StatusOr<NamedWeights> weights = job_->Weights(/*snapshot_id=*/"");
+  absl::Status s = weights.status();
+  if (s.ok()) s = WriteWeightsFile(options_.export_path, job_id_, weights->step, weights->tensors);
+  if (!s.ok()) {
+    PrintError(s);
+    return s;
+  }
+  std::fprintf(log_, "weights of step %lld written to %s\n",
+               static_cast<long long>(weights->step), options_.export_path.c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ struct LocalRunOptions {
   int threads = 1;            // OpenBLAS threads per worker process
   std::string data_dir;       // the server's directory; "" = a temporary one, removed at the end
   std::string worker_binary;  // the psgrid program the workers run; "" = this program
+  std::string export_path;    // "" = none; else the final weights as a safetensors file
   OutputFormat output = OutputFormat::kTable;
   absl::Duration worker_exit_grace = absl::Seconds(10);  // after the job ends
 };

@@ -86,4 +86,60 @@ absl::Status SliceAssembler::Finish() const {
   return absl::OkStatus();
 }
 
+absl::Status NamedSliceAssembler::Add(const v1::TensorSlice& slice) {
+  auto it = index_.find(slice.name());
+  if (it == index_.end()) {
+    if (slice.name().empty()) return absl::InvalidArgumentError("a tensor slice without a name");
+    Shape shape(slice.shape().begin(), slice.shape().end());
+    int64_t elements = 1;
+    for (int64_t d : shape) {
+      if (d < 0 || (d > 0 && elements > (int64_t{1} << 40) / d)) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor ", slice.name(), ": shape ",
+                                                       ShapeToString(shape), " is impossible"));
+      }
+      elements *= d;
+    }
+    it = index_.emplace(slice.name(), tensors_.size()).first;
+    tensors_.emplace_back(slice.name(), Tensor(shape));
+    received_bytes_.push_back(0);
+  }
+  auto& [name, tensor] = tensors_[it->second];
+  if (slice.dtype() != v1::DTYPE_FLOAT32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", name, ": dtype ", v1::DType_Name(slice.dtype()), ", expected DTYPE_FLOAT32"));
+  }
+  if (!std::equal(slice.shape().begin(), slice.shape().end(), tensor.shape().begin(),
+                  tensor.shape().end())) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": shape [",
+                                                   absl::StrJoin(slice.shape(), ", "),
+                                                   "], earlier ", ShapeToString(tensor.shape())));
+  }
+  int64_t& received = received_bytes_[it->second];
+  if (slice.offset() != received) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": slice at byte ",
+                                                   slice.offset(), ", expected byte ", received));
+  }
+  const int64_t total = tensor.size() * static_cast<int64_t>(sizeof(float));
+  const int64_t size = static_cast<int64_t>(slice.data().size());
+  if (size % 4 != 0 || size > total - received) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": ", size, " bytes at byte ",
+                                                   received, " do not fit its ", total,
+                                                   " bytes of float32"));
+  }
+  std::memcpy(reinterpret_cast<char*>(tensor.data()) + received, slice.data().data(), size);
+  received += size;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> NamedSliceAssembler::Finish() && {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const int64_t total = tensors_[i].second.size() * static_cast<int64_t>(sizeof(float));
+    if (received_bytes_[i] != total) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", tensors_[i].first, ": received ",
+                                                     received_bytes_[i], " of ", total, " bytes"));
+    }
+  }
+  return std::move(tensors_);
+}
+
 }  // namespace psgrid

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/tensor.h"
 #include "core/parameters.h"
 #include "psgrid/v1/tensor.pb.h"
 
@@ -45,6 +47,25 @@ class SliceAssembler {
   float* arena_;
   std::unordered_map<std::string, int> index_;
   std::vector<int64_t> received_bytes_;
+};
+
+// Assembles slices of tensors whose names and shapes are not known in advance (an export):
+// each name's first slice gives its shape, later slices must continue where the previous one
+// ended. Not thread-safe.
+class NamedSliceAssembler {
+ public:
+  // INVALID_ARGUMENT naming the tensor for a dtype other than float32, a shape that differs
+  // from the tensor's first slice, an offset that is not where the previous slice ended, or
+  // bytes past the tensor's end.
+  absl::Status Add(const v1::TensorSlice& slice);
+  // The tensors in the order of their first slices; INVALID_ARGUMENT naming the first tensor
+  // that did not arrive whole.
+  absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> Finish() &&;
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> tensors_;
+  std::vector<int64_t> received_bytes_;
+  std::unordered_map<std::string, size_t> index_;
 };
 
 }  // namespace psgrid

@@ -162,6 +162,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (o.type() == "sgd" && o.momentum() != 0) {
     return FieldError("optimizer.momentum", "is only used by type: momentum");
   }
+  const v1::SnapshotSpec& snap = spec.snapshot();
+  if (snap.every_steps() < 0) return FieldError("snapshot.every_steps", "must be 0 (off) or more");
+  if (!(snap.every_seconds() >= 0) || !std::isfinite(snap.every_seconds())) {
+    return FieldError("snapshot.every_seconds", "must be 0 (off) or a positive number");
+  }
+  if (snap.keep_last() < 0) return FieldError("snapshot.keep_last", "must be 0 (keep all) or more");
   return absl::OkStatus();
 }
 

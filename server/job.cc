@@ -5,9 +5,15 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "proto/job_spec_codec.h"
 #include "core/status_macros.h"
 #include "proto/job_state.h"
 
@@ -75,6 +81,14 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
 absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) {
   absl::MutexLock lock(&mu_);
   const int world = spec_.training().workers();
+  // A restored or resumed job: a new worker takes the slot of one that has not come back.
+  for (WorkerState& slot : workers_) {
+    if (slot.present || EndedLocked()) continue;
+    slot.name = worker_name;
+    SeenLocked(&slot);
+    const int rank = static_cast<int>(&slot - workers_.data());
+    return WorkerAssignment{slot.id, rank, world, total_steps_};
+  }
   if (EndedLocked() || static_cast<int>(workers_.size()) >= world) {
     return absl::FailedPreconditionError(absl::StrCat("job ", id_, " needs no more workers (",
                                                       JobStateName(state_), ", ", workers_.size(),
@@ -97,8 +111,27 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
 
 bool Job::NeedsWorkers() const {
   absl::MutexLock lock(&mu_);
-  return state_ == v1::JOB_STATE_PENDING &&
-         static_cast<int>(workers_.size()) < spec_.training().workers();
+  if (state_ != v1::JOB_STATE_PENDING) return false;
+  for (const WorkerState& w : workers_) {
+    if (!w.present) return true;
+  }
+  return static_cast<int>(workers_.size()) < spec_.training().workers();
+}
+
+void Job::SeenLocked(WorkerState* w) {
+  w->last_seen = absl::Now();
+  if (w->present) return;
+  w->present = true;
+  int missing = 0;
+  for (const WorkerState& peer : workers_) missing += peer.present ? 0 : 1;
+  if (state_ != v1::JOB_STATE_PENDING) return;
+  if (missing == 0) {
+    SetStateLocked(v1::JOB_STATE_RUNNING, "");
+  } else {
+    message_ = absl::StrCat("restored at step ", version_, "; waiting for ", missing,
+                            " worker(s) to rejoin");
+    ++revision_;
+  }
 }
 
 Job::WorkerState* Job::FindWorkerLocked(const std::string& worker_id) {
@@ -116,7 +149,7 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   if (w == nullptr) {
     return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", push.worker_id, "'"));
   }
-  w->last_seen = absl::Now();
+  SeenLocked(w);
   if (push.step < version_ || (push.step == version_ && w->pushed_step == push.step)) {
     return true;  // a retry of a push that was already counted
   }
@@ -226,15 +259,9 @@ void Job::FinishStepLocked() {
     event = true;
     last_step_event_ = now;
   }
-  pushes_this_step_ = 0;
-  samples_this_step_ = 0;
-  loss_sum_this_step_ = 0;
-  covered_from_ = applied_from_ = arena_size_;
-  for (WorkerState& w : workers_) {
-    w.ready_from = arena_size_;
-    w.step_samples_counted = false;
-  }
+  ResetStepLocked();
   if (version_ == total_steps_) message_ = "evaluating the final weights";
+  MaybeSnapshotLocked(now);
   if (event) ++revision_;
 }
 
@@ -243,14 +270,20 @@ absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl:
   absl::MutexLock lock(&mu_);
   // Values are copied between steps only: while a step's update is applied layer by layer
   // (gradients in parts) the arena mixes two versions, and a copy waits for the next one.
-  auto ready = [this, min_version, with_values]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (EndedLocked()) return true;
+  const int64_t generation = generation_;
+  auto ready = [this, min_version, with_values, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (EndedLocked() || generation_ != generation) return true;
     if (version_ < min_version) return false;
     return !with_values || applied_from_ == arena_size_ || published_version_ == version_;
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
     return absl::DeadlineExceededError(absl::StrCat("job ", id_, " did not reach version ",
                                                     min_version, " in time (at ", version_, ")"));
+  }
+  if (generation_ != generation) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", id_, " was rolled back to step ",
+                                                      version_, " while waiting for version ",
+                                                      min_version));
   }
   // Snapshots are taken when a network pull first asks for a version: shared-memory workers
   // never need one, and every puller of a version shares the same copy.
@@ -269,7 +302,7 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
   if (w == nullptr) {
     return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
   }
-  w->last_seen = absl::Now();
+  SeenLocked(w);
   if (epoch >= epochs_evaluated_) {
     epochs_evaluated_ = epoch;
     test_loss_ = test_loss;
@@ -339,14 +372,30 @@ absl::StatusOr<Tensor> Job::SharedGradient(const std::string& worker_id) {
   return Tensor::View(w->gradient_region->data(), {arena_size_});
 }
 
-absl::StatusOr<v1::JobState> Job::Heartbeat(const std::string& worker_id) {
+absl::StatusOr<v1::HeartbeatResponse> Job::Heartbeat(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   WorkerState* w = FindWorkerLocked(worker_id);
   if (w == nullptr) {
     return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
   }
-  w->last_seen = absl::Now();
-  return state_;
+  SeenLocked(w);
+  v1::HeartbeatResponse r;
+  r.set_state(state_);
+  r.set_version(version_);
+  return r;
+}
+
+absl::Status Job::CheckPull(const std::string& worker_id, int64_t min_version) const {
+  absl::MutexLock lock(&mu_);
+  if (min_version <= version_ || EndedLocked()) return absl::OkStatus();
+  for (const WorkerState& w : workers_) {
+    if (w.id == worker_id && w.pushed_step < version_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", id_, " is at step ", version_, " and has no gradient of that step from ",
+          worker_id, ": version ", min_version, " cannot come (was the job rolled back?)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void Job::CheckLiveness(absl::Time now, absl::Duration timeout) {
@@ -354,6 +403,7 @@ void Job::CheckLiveness(absl::Time now, absl::Duration timeout) {
   if (EndedLocked()) return;
   for (size_t rank = 0; rank < workers_.size(); ++rank) {
     const WorkerState& w = workers_[rank];
+    if (!w.present) continue;  // a restored job waits for it without a time limit
     if (now - w.last_seen > timeout) {
       SetStateLocked(v1::JOB_STATE_FAILED, absl::StrCat("worker rank ", rank, " (", w.name,
                                                         ") has not been heard from for ",
@@ -376,8 +426,21 @@ void Job::Fail(const std::string& reason) {
 void Job::SetStateLocked(v1::JobState state, const std::string& message) {
   state_ = state;
   message_ = message;
-  if (EndedLocked()) ended_ = absl::Now();
+  if (EndedLocked()) {
+    ended_ = absl::Now();
+    if (!dir_.empty() && !stopped_for_shutdown_) {
+      // A restarted server does not resume a job that ended for good.
+      std::ofstream(dir_ + "/ended") << JobStateName(state) << ": " << message << "\n";
+    }
+  }
   ++revision_;
+}
+
+void Job::StopForShutdown() {
+  absl::MutexLock lock(&mu_);
+  if (EndedLocked()) return;
+  stopped_for_shutdown_ = true;
+  SetStateLocked(v1::JOB_STATE_STOPPED, "server shutting down (resumed when it restarts)");
 }
 
 v1::JobStatus Job::StatusLocked() const {
@@ -419,6 +482,244 @@ v1::JobStatus Job::WaitForChange(int64_t* revision, absl::Time deadline) {
   mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
   *revision = revision_;
   return StatusLocked();
+}
+
+}  // namespace psgrid
+
+namespace psgrid {
+
+void Job::MaybeSnapshotLocked(absl::Time now) {
+  if (snapshotter_ == nullptr) return;
+  const v1::SnapshotSpec& every = spec_.snapshot();
+  if (last_snapshot_ == absl::Time()) last_snapshot_ = started_;
+  const bool by_steps = every.every_steps() > 0 && version_ % every.every_steps() == 0;
+  const bool by_time = every.every_seconds() > 0 &&
+                       now - last_snapshot_ >= absl::Seconds(every.every_seconds());
+  if (!by_steps && !by_time && !snapshot_due_) return;
+  // At most one write at a time: a periodic snapshot due while one is written is taken at the
+  // first step boundary after that write (the copy is not made while it would wait).
+  if (snapshotter_->Busy()) {
+    snapshot_due_ = true;
+    return;
+  }
+  snapshot_due_ = false;
+  last_snapshot_ = now;
+  ++snapshots_taken_;
+  snapshotter_->TryStart(CaptureLocked());
+}
+
+void Job::EnablePersistence(const std::string& dir) {
+  dir_ = dir;
+  snapshotter_ = std::make_unique<Snapshotter>(dir + "/snapshots", spec_.snapshot().keep_last());
+}
+
+void Job::ReserveWorkerSlots() {
+  absl::MutexLock lock(&mu_);
+  const int world = spec_.training().workers();
+  while (static_cast<int>(workers_.size()) < world) {
+    WorkerState& w = workers_.emplace_back();
+    w.id = absl::StrCat(id_, "/w", workers_.size() - 1);
+    w.name = "(not rejoined)";
+    w.present = false;
+    w.ready_from = arena_size_;
+  }
+  message_ = absl::StrCat("resumed at step ", version_, "; waiting for ", world,
+                          " worker(s) to rejoin");
+  ++revision_;
+}
+
+void Job::ResetStepLocked() {
+  pushes_this_step_ = 0;
+  samples_this_step_ = 0;
+  loss_sum_this_step_ = 0;
+  covered_from_ = applied_from_ = arena_size_;
+  for (WorkerState& w : workers_) {
+    w.ready_from = arena_size_;
+    w.step_samples_counted = false;
+    w.pushed_step = version_ - 1;
+  }
+}
+
+absl::Status Job::Restore(const SnapshotContents& snapshot) {
+  absl::MutexLock lock(&mu_);
+  // Everything is checked before anything changes.
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, tensor] : snapshot.tensors) by_name[name] = &tensor;
+  std::vector<std::pair<float*, const Tensor*>> copies;
+  auto want = [&](const std::string& name, const ParamInfo& info,
+                  float* dst) -> absl::Status {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("snapshot ", snapshot.id, " has no tensor ", name, " (job ", id_, ")"));
+    }
+    if (it->second->shape() != info.shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot ", snapshot.id, ": tensor ", name, " has shape ",
+          ShapeToString(it->second->shape()), ", the model needs ", ShapeToString(info.shape)));
+    }
+    copies.emplace_back(dst, it->second);
+    return absl::OkStatus();
+  }; 
+  if (snapshot.step < 0 || snapshot.step > total_steps_) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot ", snapshot.id, " is of step ",
+                                                   snapshot.step, "; job ", id_, " has ",
+                                                   total_steps_, " steps"));
+  }
+  for (const ParamInfo& info : layout_) {
+    RETURN_IF_ERROR(want(info.name, info, model_->parameters().values().data() + info.offset));
+  }
+  for (const auto& [buffer, arena] : optimizer_->State()) {
+    for (const ParamInfo& info : layout_) {
+      RETURN_IF_ERROR(
+          want(absl::StrCat("state.", buffer, ".", info.name), info, arena->data() + info.offset));
+    }
+  }
+  for (const auto& [dst, src] : copies) std::memcpy(dst, src->data(), src->size() * sizeof(float));
+  version_ = snapshot.step;
+  published_version_ = -1;
+  auto number = [&](const char* key, double fallback) {
+    auto it = snapshot.metadata.find(key);
+    double value = fallback;
+    if (it != snapshot.metadata.end() && absl::SimpleAtod(it->second, &value)) return value;
+    return fallback;
+  };
+  samples_ = static_cast<int64_t>(number("samples", 0));
+  train_loss_ = number("train_loss", 0);
+  epochs_evaluated_ = static_cast<int>(number("epochs_evaluated", 0));
+  test_loss_ = number("test_loss", 0);
+  test_accuracy_ = number("test_accuracy", 0);
+  ++generation_;
+  ResetStepLocked();
+  const bool was_ended = EndedLocked();
+  if (was_ended) {
+    for (WorkerState& w : workers_) w.present = false;  // ended workers have left
+    ended_ = absl::Time();
+    stopped_for_shutdown_ = false;
+    if (!dir_.empty()) std::remove((dir_ + "/ended").c_str());
+  }
+  int missing = 0;
+  for (const WorkerState& w : workers_) missing += w.present ? 0 : 1;
+  missing += spec_.training().workers() - static_cast<int>(workers_.size());
+  if (missing == 0) {
+    SetStateLocked(v1::JOB_STATE_RUNNING,
+                   absl::StrCat("restored from snapshot ", snapshot.id));
+  } else {
+    SetStateLocked(v1::JOB_STATE_PENDING,
+                   absl::StrCat("restored from snapshot ", snapshot.id, " at step ", version_,
+                                "; waiting for ", missing, " worker(s) to rejoin"));
+  }
+  return absl::OkStatus();
+}
+
+SnapshotContents Job::CaptureLocked() {
+  SnapshotContents c;
+  const absl::Time now = absl::Now();
+  c.step = version_;
+  c.created = absl::ToUnixSeconds(now);
+  c.id = absl::StrFormat("step-%09d-%d", version_, absl::ToUnixMillis(now));
+  const ParameterSet& params = model_->parameters();
+  // Parameters under their PyTorch names; each optimizer state buffer (arena-shaped) cut the
+  // same way, as "state.<buffer>.<parameter>".
+  for (const ParamInfo& info : layout_) {
+    Tensor t(info.shape);
+    std::memcpy(t.data(), params.values().data() + info.offset, info.size * sizeof(float));
+    c.tensors.emplace_back(info.name, std::move(t));
+  }
+  for (const auto& [buffer, arena] : optimizer_->State()) {
+    for (const ParamInfo& info : layout_) {
+      Tensor t(info.shape);
+      std::memcpy(t.data(), arena->data() + info.offset, info.size * sizeof(float));
+      c.tensors.emplace_back(absl::StrCat("state.", buffer, ".", info.name), std::move(t));
+    }
+  }
+  c.metadata["format"] = "psgrid-snapshot";
+  c.metadata["job_id"] = id_;
+  c.metadata["spec"] = JobSpecToJson(spec_);
+  c.metadata["step"] = absl::StrCat(version_);
+  c.metadata["steps_per_epoch"] = absl::StrCat(steps_per_epoch_);
+  c.metadata["epoch"] = absl::StrCat(version_ / steps_per_epoch_);
+  // Where the workers are in their data: in synchronous training, step t of rank r is batch
+  // t mod steps_per_epoch of epoch t / steps_per_epoch, shuffled with data.seed and the epoch.
+  c.metadata["data_position"] = absl::StrCat("step ", version_, " (data.seed ", spec_.data().seed(),
+                                             ", shuffle ", spec_.data().shuffle() ? "on" : "off",
+                                             ")");
+  c.metadata["samples"] = absl::StrCat(samples_);
+  c.metadata["train_loss"] = absl::StrCat(train_loss_);
+  c.metadata["epochs_evaluated"] = absl::StrCat(epochs_evaluated_);
+  c.metadata["test_loss"] = absl::StrCat(test_loss_);
+  c.metadata["test_accuracy"] = absl::StrCat(test_accuracy_);
+  return c;
+}
+
+absl::StatusOr<SnapshotInfo> Job::TakeSnapshot(absl::Time deadline) {
+  if (snapshotter_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id_, " has no snapshots: the server runs without --data-dir"));
+  }
+  SnapshotContents contents;
+  {
+    absl::MutexLock lock(&mu_);
+    auto between_steps = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return applied_from_ == arena_size_ || EndedLocked();
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&between_steps), deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("job ", id_, " did not reach a step boundary in time"));
+    }
+    contents = CaptureLocked();
+    last_snapshot_ = absl::Now();
+    ++snapshots_taken_;
+  }
+  return snapshotter_->Write(std::move(contents), deadline);
+}
+
+absl::StatusOr<std::vector<SnapshotInfo>> Job::ListSnapshots() const {
+  if (snapshotter_ == nullptr) return std::vector<SnapshotInfo>();
+  return snapshotter_->store().List();
+}
+
+absl::Status Job::VerifySnapshot(const std::string& snapshot_id) const {
+  if (snapshotter_ == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no snapshot ", snapshot_id));
+  }
+  return snapshotter_->store().Verify(snapshot_id);
+}
+
+absl::StatusOr<SnapshotContents> Job::ReadSnapshot(const std::string& snapshot_id) const {
+  if (snapshotter_ == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no snapshot ", snapshot_id));
+  }
+  return snapshotter_->store().Read(snapshot_id);
+}
+
+absl::StatusOr<NamedWeights> Job::Weights(const std::string& snapshot_id) const {
+  NamedWeights w;
+  if (snapshot_id.empty()) {
+    absl::MutexLock lock(&mu_);
+    // Between steps, or the arena would mix two versions.
+    auto between_steps = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return applied_from_ == arena_size_ || EndedLocked();
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&between_steps), absl::Now() + absl::Seconds(30));
+    w.step = version_;
+    const Tensor& values = model_->parameters().values();
+    for (const ParamInfo& info : layout_) {
+      Tensor t(info.shape);
+      std::memcpy(t.data(), values.data() + info.offset, info.size * sizeof(float));
+      w.tensors.emplace_back(info.name, std::move(t));
+    }
+    return w;
+  }
+  if (snapshotter_ == nullptr) {
+    return absl::NotFoundError(absl::StrCat("job ", id_, " has no snapshot ", snapshot_id));
+  }
+  ASSIGN_OR_RETURN(SnapshotContents contents, ReadSnapshot(snapshot_id));
+  w.step = contents.step;
+  for (auto& [name, tensor] : contents.tensors) {
+    if (name.rfind("state.", 0) != 0) w.tensors.emplace_back(name, std::move(tensor));
+  }
+  return w;
 }
 
 }  // namespace psgrid

@@ -27,6 +27,8 @@
 #include "core/parameters.h"
 #include "core/shared_region.h"
 #include "core/step_doorbell.h"
+#include "core/io/snapshot_store.h"
+#include "server/snapshotter.h"
 #include "psgrid/v1/service.pb.h"
 
 namespace psgrid {
@@ -58,6 +60,12 @@ struct SharedMemoryNames {
   std::string parameter_segment;  // the job's: the newest version, rewritten at each step
   std::string doorbell_segment;   // the worker's step doorbell (core/step_doorbell.h)
   int64_t arena_floats = 0;
+};
+
+// Weights by name, as a PyTorch state dict has them.
+struct NamedWeights {
+  int64_t step = 0;
+  std::vector<std::pair<std::string, Tensor>> tensors;
 };
 
 // An immutable published version of the parameters.
@@ -119,8 +127,28 @@ class Job {
   absl::Status ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
                              double test_loss, double test_accuracy);
 
-  // Marks the worker alive; returns the job's state. NOT_FOUND for an unknown worker.
-  absl::StatusOr<v1::JobState> Heartbeat(const std::string& worker_id);
+  // Marks the worker alive; returns the job's state and version. NOT_FOUND for an unknown
+  // worker.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& worker_id);
+
+  // FAILED_PRECONDITION when the worker asks for a version it cannot get: one beyond the
+  // current step while its own gradient of the current step is missing (after a roll back).
+  absl::Status CheckPull(const std::string& worker_id, int64_t min_version) const;
+
+  // Rolls the job back to `snapshot` (its weights, optimizer state, step and progress): every
+  // tensor is checked against the model first, and nothing changes if one does not fit
+  // (INVALID_ARGUMENT naming it). A running job goes on from the snapshot's step (its workers
+  // learn it from their next call and rewind); an ended one waits for workers again (those
+  // that rejoin with their old ids, or new ones). Waiters for versions see FAILED_PRECONDITION.
+  absl::Status Restore(const SnapshotContents& snapshot);
+  // For a job recreated by a restarted server: its W worker slots, empty until workers come
+  // back (with their old ids) or new ones join.
+  void ReserveWorkerSlots();
+  // Records the job's directory: snapshots go to <dir>/snapshots, and an ended job writes
+  // <dir>/ended (so that a restarted server does not resume it). Before the job is shared.
+  void EnablePersistence(const std::string& dir);
+  // Stops the job without recording it as ended: a restarted server resumes it.
+  void StopForShutdown();
 
   // Fails a running or pending job whose worker has not been heard from for `timeout`.
   void CheckLiveness(absl::Time now, absl::Duration timeout);
@@ -130,6 +158,20 @@ class Job {
   void Fail(const std::string& reason);
 
   v1::JobStatus Status() const;
+
+  // Snapshots (see server/snapshotter.h), once persistence is enabled: periodic ones per
+  // spec.snapshot, taken between steps (the copy is all training waits for).
+  // Copies the state at the next step boundary (waiting for a step's update in progress) and
+  // writes it; answers when it is on disk. FAILED_PRECONDITION without snapshots enabled.
+  absl::StatusOr<SnapshotInfo> TakeSnapshot(absl::Time deadline);
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
+  // DATA_LOSS naming the tensor or file; NOT_FOUND for an unknown snapshot.
+  absl::Status VerifySnapshot(const std::string& snapshot_id) const;
+  // A snapshot's contents, verified. NOT_FOUND / DATA_LOSS as VerifySnapshot.
+  absl::StatusOr<SnapshotContents> ReadSnapshot(const std::string& snapshot_id) const;
+  // The weights (PyTorch names and shapes) of the newest version, or of a snapshot (checked
+  // first), and their step.
+  absl::StatusOr<NamedWeights> Weights(const std::string& snapshot_id) const;
   // Waits until the status has changed since `*revision` (or the deadline passes); updates
   // *revision and returns the status then.
   v1::JobStatus WaitForChange(int64_t* revision, absl::Time deadline);
@@ -148,13 +190,23 @@ class Job {
     bool step_samples_counted = false;
     std::unique_ptr<SharedRegion> gradient_region;  // shared-memory pushes, when opened
     std::unique_ptr<StepDoorbell> doorbell;         // with the gradient region
+    // False for a slot whose worker has not (re)joined since the job was restored or resumed.
+    bool present = true;
   };
+  // Marks the worker heard from; a slot that comes back may let the job run again.
+  void SeenLocked(WorkerState* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Clears the step in progress (after a restore).
+  void ResetStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SetStateLocked(v1::JobState state, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds [lo, hi) of a worker's gradient, weighted by `samples`, to gradient_sum_.
   void AccumulateLocked(const Tensor& gradient, int64_t samples, int64_t lo, int64_t hi)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job's state between two steps (applied_from_ == arena_size_), as a snapshot.
+  SnapshotContents CaptureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A periodic snapshot, when spec.snapshot says one is due at this step boundary.
+  void MaybeSnapshotLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the next version once the whole update of the step is applied.
   void FinishStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WorkerState* FindWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -176,6 +228,15 @@ class Job {
   std::vector<WorkerState> workers_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Model> model_ ABSL_GUARDED_BY(mu_);  // owns the working parameters
   std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(mu_);
+  // Set once by EnableSnapshots; the snapshotter is thread-safe itself.
+  std::unique_ptr<Snapshotter> snapshotter_;
+  std::string dir_;  // "" = nothing on disk
+  bool stopped_for_shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Incremented by each Restore: a wait that sees it change ends.
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_snapshot_ ABSL_GUARDED_BY(mu_);
+  int64_t snapshots_taken_ ABSL_GUARDED_BY(mu_) = 0;
+  bool snapshot_due_ ABSL_GUARDED_BY(mu_) = false;  // a periodic one waits for the writer
   // Σ sample_count · gradient of the current step; valid only once samples_this_step_ > 0.
   Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;

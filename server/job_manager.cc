@@ -1,5 +1,7 @@
 #include "server/job_manager.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -36,7 +38,7 @@ JobManager::~JobManager() {
     shutting_down_ = true;
   }
   liveness_thread_.join();
-  StopAll("server shutting down");
+  StopAllForShutdown();
 }
 
 void JobManager::LivenessLoop() {
@@ -55,11 +57,15 @@ absl::StatusOr<std::string> JobManager::Submit(v1::JobSpec spec) {
   std::string id;
   {
     absl::MutexLock lock(&mu_);
-    id = absl::StrCat(IdPrefix(spec.name()), "-", next_id_++);
+    // Not the id of a job this data directory holds from an earlier run of the server.
+    do {
+      id = absl::StrCat(IdPrefix(spec.name()), "-", next_id_++);
+    } while (!options_.data_dir.empty() &&
+             std::filesystem::exists(std::filesystem::path(options_.data_dir) / "jobs" / id));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Job> job, Job::Create(id, spec, shape, backend_.get()));
   if (!options_.data_dir.empty()) {
-    // A record of what was submitted; snapshots will live beside it.
+    // A record of what was submitted, and the job's snapshots beside it.
     std::error_code ec;
     const std::filesystem::path dir = std::filesystem::path(options_.data_dir) / "jobs" / id;
     std::filesystem::create_directories(dir, ec);
@@ -67,6 +73,7 @@ absl::StatusOr<std::string> JobManager::Submit(v1::JobSpec spec) {
       return absl::InternalError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
     }
     std::ofstream(dir / "spec.json") << JobSpecToJson(spec) << "\n";
+    job->EnablePersistence(dir.string());
   }
   absl::MutexLock lock(&mu_);
   jobs_[id] = std::move(job);
@@ -117,8 +124,90 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::WaitForJobNeedingWorkers(const 
                                             : absl::StrCat("no job '", job_id, "' on this server"));
 }
 
+int JobManager::SnapshotAll(absl::Time deadline) {
+  int failed = 0;
+  for (const std::shared_ptr<Job>& job : List()) {
+    const v1::JobState state = job->Status().state();
+    if (state != v1::JOB_STATE_RUNNING) continue;
+    absl::StatusOr<SnapshotInfo> snap = job->TakeSnapshot(deadline);
+    if (snap.ok()) {
+      std::fprintf(stderr, "psgrid-server: job %s: snapshot %s at step %lld\n", job->id().c_str(),
+                   snap->id.c_str(), static_cast<long long>(snap->step));
+    } else {
+      ++failed;
+      std::fprintf(stderr, "psgrid-server: job %s: no snapshot at shutdown: %s\n",
+                   job->id().c_str(), std::string(snap.status().message()).c_str());
+    }
+  }
+  return failed;
+}
+
 void JobManager::StopAll(const std::string& reason) {
   for (const std::shared_ptr<Job>& job : List()) job->Stop(reason);
+}
+
+void JobManager::StopAllForShutdown() {
+  for (const std::shared_ptr<Job>& job : List()) job->StopForShutdown();
+}
+
+absl::Status JobManager::RestoreSnapshot(const std::string& job_id,
+                                         const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Get(job_id));
+  ASSIGN_OR_RETURN(SnapshotContents contents, job->ReadSnapshot(snapshot_id));
+  return job->Restore(contents);
+}
+
+int JobManager::ResumeJobs() {
+  if (options_.data_dir.empty()) return 0;
+  const std::filesystem::path root = std::filesystem::path(options_.data_dir) / "jobs";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(root, ec)) return 0;
+  std::vector<std::string> ids;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    if (entry.is_directory() && std::filesystem::exists(entry.path() / "spec.json") &&
+        !std::filesystem::exists(entry.path() / "ended")) {
+      ids.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  int resumed = 0;
+  for (const std::string& id : ids) {
+    absl::Status s = ResumeJob(id, (root / id).string());
+    if (s.ok()) {
+      ++resumed;
+    } else {
+      std::fprintf(stderr, "psgrid-server: cannot resume job %s: %s\n", id.c_str(),
+                   std::string(s.message()).c_str());
+    }
+  }
+  return resumed;
+}
+
+absl::Status JobManager::ResumeJob(const std::string& id, const std::string& dir) {
+  ASSIGN_OR_RETURN(v1::JobSpec spec, LoadJobSpecFile(dir + "/spec.json"));
+  ASSIGN_OR_RETURN(DataShape shape, DescribeJobData(spec.data()));
+  ASSIGN_OR_RETURN(std::unique_ptr<Job> job, Job::Create(id, spec, shape, backend_.get()));
+  job->EnablePersistence(dir);
+  // The newest snapshot that reads back whole; a damaged one is skipped, saying why.
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> snapshots, job->ListSnapshots());
+  std::string from = "the start (no usable snapshot)";
+  for (auto it = snapshots.rbegin(); it != snapshots.rend(); ++it) {
+    absl::StatusOr<SnapshotContents> contents = job->ReadSnapshot(it->id);
+    absl::Status restored = contents.ok() ? job->Restore(*contents) : contents.status();
+    if (restored.ok()) {
+      from = absl::StrCat("snapshot ", it->id, " (step ", it->step, ")");
+      break;
+    }
+    std::fprintf(stderr, "psgrid-server: job %s: skipping snapshot %s: %s\n", id.c_str(),
+                 it->id.c_str(), std::string(restored.message()).c_str());
+  }
+  job->ReserveWorkerSlots();
+  std::fprintf(stderr, "psgrid-server: resumed job %s from %s; waiting for its workers\n",
+               id.c_str(), from.c_str());
+  absl::MutexLock lock(&mu_);
+  jobs_[id] = std::move(job);
+  order_.push_back(id);
+  return absl::OkStatus();
 }
 
 }  // namespace psgrid

@@ -32,7 +32,9 @@ struct JobManagerOptions {
 class JobManager {
  public:
   explicit JobManager(JobManagerOptions options);
-  ~JobManager();  // stops the liveness thread; jobs still running are stopped
+  // Stops the liveness thread; jobs still running are stopped for shutdown (not recorded as
+  // ended: a server started later on the same data directory resumes them).
+  ~JobManager();
 
   // Fills defaults, validates the spec and checks the model against the data's shape.
   // INVALID_ARGUMENT naming the field; NOT_FOUND when the data cannot be found.
@@ -49,11 +51,25 @@ class JobManager {
 
   bool shared_memory() const { return options_.shared_memory; }
 
+  // Snapshots every running job (graceful shutdown), each waiting until `deadline`; logs each
+  // outcome and returns how many failed. Jobs without snapshots are skipped.
+  int SnapshotAll(absl::Time deadline);
+  // Graceful shutdown: stops every job that has not ended without recording it as ended, so
+  // that the next server on this data directory resumes it.
+  void StopAllForShutdown();
+  // Rolls a job back to one of its snapshots (see Job::Restore). NOT_FOUND for an unknown job
+  // or snapshot; DATA_LOSS for a damaged one.
+  absl::Status RestoreSnapshot(const std::string& job_id, const std::string& snapshot_id);
+  // At start-up: every job of the data directory that has not ended comes back, from its
+  // newest snapshot that reads back whole (damaged ones are skipped, with the reason on
+  // stderr), pending until its workers rejoin. Returns how many were resumed.
+  int ResumeJobs();
   // Stops every job that has not ended (graceful shutdown).
   void StopAll(const std::string& reason);
 
  private:
   void LivenessLoop();
+  absl::Status ResumeJob(const std::string& id, const std::string& dir);
 
   const JobManagerOptions options_;
   std::unique_ptr<Backend> backend_;  // the server's compute backend (optimizer updates)

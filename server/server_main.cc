@@ -3,7 +3,9 @@
 //   psgrid-server --listen 127.0.0.1:7070 --data-dir /var/lib/psgrid [--worker-timeout 30]
 //
 // Prints "psgrid-server listening on HOST:PORT" once it accepts calls. SIGTERM or SIGINT shut
-// it down gracefully: running jobs are stopped, calls in flight get 5 s, and it exits 0.
+// it down gracefully: running jobs are snapshotted (with --data-dir), calls in flight get 5 s,
+// and it exits 0; the jobs are not ended, and the next server on the data directory resumes
+// them while their workers retry.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -23,6 +25,9 @@
 #include "server/rpc/grpc_server.h"
 
 namespace {
+
+// How long a graceful shutdown waits for the snapshots of the running jobs.
+constexpr absl::Duration kShutdownSnapshotTimeout = absl::Seconds(60);
 
 // The self-pipe: the signal handler only writes the signal's number here; main reads it.
 int g_signal_pipe[2] = {-1, -1};
@@ -97,6 +102,9 @@ int Run(int argc, char** argv) {
   options.worker_timeout = absl::Seconds(worker_timeout_s);
   options.shared_memory = shared_memory;
   psgrid::JobManager manager(options);
+  // Jobs a previous server left unfinished come back from their newest good snapshot.
+  const int resumed = manager.ResumeJobs();
+  if (resumed > 0) std::fprintf(stderr, "psgrid-server: resumed %d job(s)\n", resumed);
 
   absl::StatusOr<std::unique_ptr<psgrid::GrpcServer>> server =
       psgrid::GrpcServer::Start(listen, &manager);
@@ -110,7 +118,9 @@ int Run(int argc, char** argv) {
 
   const int signal_number = WaitForShutdownSignal();
   std::fprintf(stderr, "psgrid-server: signal %d, shutting down\n", signal_number);
-  manager.StopAll("server shutting down");
+  // Every running job keeps its work: a snapshot (bounded), then the server goes. The jobs are
+  // not ended: their workers retry, and a server started on this data directory resumes them.
+  manager.SnapshotAll(absl::Now() + kShutdownSnapshotTimeout);
   (*server)->Shutdown(absl::Seconds(5));
   (*server)->Wait();
   return 0;

@@ -25,6 +25,7 @@ training:
   epochs: 10
   max_steps: 0
 optimizer: {type: momentum, learning_rate: 0.05, momentum: 0.9}
+snapshot: {every_steps: 500, every_seconds: 600, keep_last: 3}
 )";
 
 TEST(JobSpec, YamlDecodesEveryField) {
@@ -45,6 +46,9 @@ TEST(JobSpec, YamlDecodesEveryField) {
   EXPECT_EQ(spec->optimizer().type(), "momentum");
   EXPECT_DOUBLE_EQ(spec->optimizer().learning_rate(), 0.05);
   EXPECT_DOUBLE_EQ(spec->optimizer().momentum(), 0.9);
+  EXPECT_EQ(spec->snapshot().every_steps(), 500);
+  EXPECT_DOUBLE_EQ(spec->snapshot().every_seconds(), 600);
+  EXPECT_EQ(spec->snapshot().keep_last(), 3);
 }
 
 TEST(JobSpec, JsonDecodesToTheSameSpecAsYaml) {
@@ -96,6 +100,14 @@ TEST(JobSpec, ImpossibleValuesNameTheField) {
                 absl::StatusCode::kInvalidArgument, "optimizer.momentum");
   EXPECT_STATUS(ParseJobSpec(model + "optimizer: {type: lbfgs}", "s"),
                 absl::StatusCode::kInvalidArgument, "optimizer.type");
+  EXPECT_STATUS(ParseJobSpec(model + "snapshot: {every_steps: -1}", "s"),
+                absl::StatusCode::kInvalidArgument, "snapshot.every_steps");
+  EXPECT_STATUS(ParseJobSpec(model + "snapshot: {every_seconds: -2.5}", "s"),
+                absl::StatusCode::kInvalidArgument, "snapshot.every_seconds");
+  EXPECT_STATUS(ParseJobSpec(model + "snapshot: {keep_last: -3}", "s"),
+                absl::StatusCode::kInvalidArgument, "snapshot.keep_last");
+  EXPECT_STATUS(ParseJobSpec(model + "snapshot: {every_step: 5}", "s"),
+                absl::StatusCode::kInvalidArgument, "every_step");
   EXPECT_STATUS(ParseJobSpec(model + "data: {dataset: imagenet}", "s"),
                 absl::StatusCode::kInvalidArgument, "data.dataset");
   EXPECT_STATUS(ParseJobSpec(model + "model: {loss: hinge}", "s"),

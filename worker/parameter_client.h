@@ -61,6 +61,13 @@ class ParameterClient {
                                                        absl::Time deadline) {
     return absl::FailedPreconditionError("this transport has no shared memory");
   }
+  // Heartbeat with the job's current version too (to learn of a roll back). UNIMPLEMENTED
+  // where the transport cannot say.
+  virtual absl::StatusOr<v1::HeartbeatResponse> CheckIn(const std::string& job_id,
+                                                        const std::string& worker_id,
+                                                        absl::Time deadline) {
+    return absl::UnimplementedError("this transport does not report the job's version");
+  }
   // Whether PushPart does anything: then the worker announces each layer's gradient as
   // backward produces it, and it travels (or, through shared memory, is applied by the
   // server) while the worker computes the earlier layers.

@@ -32,6 +32,8 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 constexpr absl::Duration kPendingPoll = absl::Milliseconds(100);
 constexpr absl::Duration kProgressPeriod = absl::Seconds(5);
 constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
+// Roll backs in a row without a step between them, after which the worker gives up.
+constexpr int kMaxRewinds = 20;
 
 bool IsTransient(absl::StatusCode code) {
   return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
@@ -164,6 +166,11 @@ class WorkerSession {
   // Each returns the job's state afterwards (RUNNING, or the state that ended it).
   absl::StatusOr<v1::JobState> PushStep(int64_t step, std::span<const int64_t> indices);
   absl::StatusOr<PullResult> PullVersion(int64_t min_version);
+  // Maps the server's shared-memory segments and trains in them (or says why not).
+  void AttachSharedMemory();
+  // After `error` at `step`: the step to go on from when the job was rolled back to it (the
+  // worker has then pulled that version), else the error. Bounded by kMaxRewinds in a row.
+  absl::StatusOr<int64_t> Rewind(const absl::Status& error, int64_t step, int* rewinds);
   // Gathers step's batch into next_x_ (and its targets) for PushStep to take.
   void Prefetch(int64_t step, std::span<const int64_t> indices);
   absl::StatusOr<v1::JobState> ReportIfDue(int64_t version);
@@ -212,17 +219,7 @@ absl::Status WorkerSession::Run() {
   HeartbeatThread heartbeat(client_, reg_.job_id(), reg_.worker_id(), options_.heartbeat_period,
                             std::min(options_.rpc_timeout, kMaxHeartbeatTimeout));
   RETURN_IF_ERROR(Prepare());
-  if (options_.shared_memory) {
-    const absl::StatusOr<SharedArenas> shm = client_->UseSharedMemory(
-        reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
-    if (!shm.ok()) {
-      std::fprintf(stderr, "%s: no shared memory (%s); tensors go over the network\n",
-                   prefix_.c_str(), std::string(shm.status().message()).c_str());
-    } else if (shm->floats == model_->parameters().total_size()) {
-      // Train in the shared arenas themselves: no copy at a push or a pull.
-      model_->AdoptParameterArenas(shm->parameters, shm->gradients);
-    }
-  }
+  if (options_.shared_memory) AttachSharedMemory();
   ASSIGN_OR_RETURN(PullResult initial, PullVersion(0));
   if (IsEndedState(initial.state)) return EndOfJob(initial.state, initial.version);
   ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(initial.state));
@@ -233,25 +230,38 @@ absl::Status WorkerSession::Run() {
     if (IsEndedState(state)) return EndOfJob(state, 0);
   }
   const int rank = reg_.rank();
-  for (int64_t t = 0; t < total_steps; ++t) {
+  // A job restored from a snapshot starts where the snapshot is.
+  int64_t t = initial.version;
+  int rewinds = 0;
+  while (t < total_steps) {
     sampler_->StartEpoch(t / steps_per_epoch_);  // cheap unless the epoch changes
-    ASSIGN_OR_RETURN(state, PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank)));
-    if (IsEndedState(state)) return EndOfJob(state, t);
+    absl::StatusOr<v1::JobState> pushed = PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank));
+    if (!pushed.ok()) {
+      ASSIGN_OR_RETURN(t, Rewind(pushed.status(), t, &rewinds));
+      continue;
+    }
+    if (IsEndedState(*pushed)) return EndOfJob(*pushed, t);
     // While the server finishes the step: the next batch.
     if (t + 1 < total_steps) {
       sampler_->StartEpoch((t + 1) / steps_per_epoch_);
       Prefetch(t + 1, sampler_->Batch((t + 1) % steps_per_epoch_, rank));
     }
-    ASSIGN_OR_RETURN(PullResult pulled, PullVersion(t + 1));
-    if (IsEndedState(pulled.state)) return EndOfJob(pulled.state, t + 1);
-    if (pulled.version != t + 1) {
+    absl::StatusOr<PullResult> pulled = PullVersion(t + 1);
+    if (!pulled.ok()) {
+      ASSIGN_OR_RETURN(t, Rewind(pulled.status(), t, &rewinds));
+      continue;
+    }
+    if (IsEndedState(pulled->state)) return EndOfJob(pulled->state, t + 1);
+    if (pulled->version != t + 1) {
       return absl::InternalError(absl::StrCat(prefix_, ": asked for version ", t + 1,
                                               ", the parameter server sent version ",
-                                              pulled.version));
+                                              pulled->version));
     }
     ASSIGN_OR_RETURN(state, ReportIfDue(t + 1));
     if (IsEndedState(state)) return EndOfJob(state, t + 1);
     MaybeLogProgress(t + 1, /*force=*/false);
+    ++t;
+    rewinds = 0;
   }
   if (options_.verbose) {
     std::fprintf(stderr,
@@ -262,6 +272,48 @@ absl::Status WorkerSession::Run() {
                  absl::ToDoubleSeconds(exchange_time_), absl::ToDoubleSeconds(evaluation_time_));
   }
   return absl::OkStatus();
+}
+
+void WorkerSession::AttachSharedMemory() {
+  const absl::StatusOr<SharedArenas> shm =
+      client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+  if (!shm.ok()) {
+    std::fprintf(stderr, "%s: no shared memory (%s); tensors go over the network\n",
+                 prefix_.c_str(), std::string(shm.status().message()).c_str());
+  } else if (shm->floats == model_->parameters().total_size()) {
+    // Train in the shared arenas themselves: no copy at a push or a pull.
+    model_->AdoptParameterArenas(shm->parameters, shm->gradients);
+  }
+}
+
+absl::StatusOr<int64_t> WorkerSession::Rewind(const absl::Status& error, int64_t step,
+                                              int* rewinds) {
+  // A job that was rolled back (restored from a snapshot, or resumed by a restarted server)
+  // refuses this worker's step with FAILED_PRECONDITION; its version says where to go on.
+  if (error.code() != absl::StatusCode::kFailedPrecondition || ++*rewinds > kMaxRewinds) {
+    return error;
+  }
+  absl::StatusOr<v1::HeartbeatResponse> now =
+      client_->CheckIn(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+  if (!now.ok() || now->version() > step) return error;
+  if (now->state() == v1::JOB_STATE_PENDING) {
+    ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(now->state()));
+    if (IsEndedState(state)) return error;
+  }
+  const int64_t back = now->version();
+  std::fprintf(stderr, "%s: the job was rolled back to step %lld (this worker was at %lld); "
+               "going on from there\n", prefix_.c_str(), static_cast<long long>(back),
+               static_cast<long long>(step));
+  // A restarted server has new shared-memory segments.
+  if (options_.shared_memory) AttachSharedMemory();
+  ASSIGN_OR_RETURN(PullResult pulled, PullVersion(back));
+  if (pulled.version != back && !IsEndedState(pulled.state)) {
+    return absl::InternalError(absl::StrCat(prefix_, ": rewinding to version ", back,
+                                            ", the parameter server sent version ",
+                                            pulled.version));
+  }
+  prefetched_step_ = -1;
+  return back;
 }
 
 absl::Status WorkerSession::Prepare() {

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/tensor.h"
 #include "psgrid/v1/service.grpc.pb.h"
 
 namespace psgrid {
@@ -32,6 +33,7 @@ struct ControlClientOptions {
   // A watch with no message for this long asks GetJob whether the server is still there and
   // gives up (DEADLINE_EXCEEDED or UNAVAILABLE) when it is not.
   absl::Duration watch_inactivity = absl::Seconds(60);
+  absl::Duration snapshot_timeout = absl::Minutes(10);  // TakeSnapshot, ExportWeights
 };
 
 class ControlClient {
@@ -59,6 +61,23 @@ class ControlClient {
   // returns false. Returns the last status received. NOT_FOUND for an unknown job; UNAVAILABLE
   // or DEADLINE_EXCEEDED when the server goes away or stays silent (see watch_inactivity).
   absl::StatusOr<v1::JobStatus> Watch(const std::string& job_id, const WatchCallback& on_status);
+
+  // Snapshots (grpc_control_client_snapshots.cc). TakeSnapshot answers when the snapshot is on
+  // the server's disk (within options.snapshot_timeout).
+  absl::StatusOr<v1::SnapshotInfo> TakeSnapshot(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::SnapshotInfo>> ListSnapshots(const std::string& job_id);
+  // DATA_LOSS naming the tensor or file when the snapshot is corrupt.
+  absl::StatusOr<v1::SnapshotInfo> VerifySnapshot(const std::string& job_id,
+                                                  const std::string& snapshot_id);
+  // The job's status after it was rolled back to the snapshot.
+  absl::StatusOr<v1::JobStatus> RestoreSnapshot(const std::string& job_id,
+                                                const std::string& snapshot_id);
+  // The job's current weights (snapshot_id empty) or a snapshot's, by name, and their step.
+  struct Weights {
+    int64_t step = 0;
+    std::vector<std::pair<std::string, Tensor>> tensors;
+  };
+  absl::StatusOr<Weights> ExportWeights(const std::string& job_id, const std::string& snapshot_id);
 
  private:
   ControlClient(std::string address, std::shared_ptr<grpc::Channel> channel,

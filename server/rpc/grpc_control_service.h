@@ -34,6 +34,19 @@ class GrpcControlService final : public v1::Control::Service {
                         grpc::ServerWriter<v1::JobStatus>* writer) override;
   grpc::Status StopJob(grpc::ServerContext* context, const v1::StopJobRequest* request,
                        v1::JobStatus* response) override;
+  grpc::Status TakeSnapshot(grpc::ServerContext* context, const v1::TakeSnapshotRequest* request,
+                            v1::SnapshotInfo* response) override;
+  grpc::Status ListSnapshots(grpc::ServerContext* context,
+                             const v1::ListSnapshotsRequest* request,
+                             v1::ListSnapshotsResponse* response) override;
+  grpc::Status VerifySnapshot(grpc::ServerContext* context,
+                              const v1::VerifySnapshotRequest* request,
+                              v1::VerifySnapshotResponse* response) override;
+  grpc::Status RestoreSnapshot(grpc::ServerContext* context,
+                               const v1::RestoreSnapshotRequest* request,
+                               v1::JobStatus* response) override;
+  grpc::Status ExportWeights(grpc::ServerContext* context, const v1::ExportWeightsRequest* request,
+                             grpc::ServerWriter<v1::PullParametersResponse>* writer) override;
 
  private:
   JobManager* const manager_;

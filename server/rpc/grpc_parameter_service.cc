@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "core/tensor_codec.h"
 #include "proto/grpc_status.h"
+#include "server/rpc/call_deadline.h"
 
 namespace psgrid {
 namespace {
@@ -38,13 +39,6 @@ class ActiveDoorbell {
 };
 constexpr absl::Duration kRegisterWaitLimit = absl::Seconds(30);
 constexpr absl::Duration kDefaultPullWait = absl::Seconds(60);
-
-// The call's deadline, or now + `fallback` when the client set none.
-absl::Time CallDeadline(const grpc::ServerContext* context, absl::Duration fallback) {
-  const std::chrono::system_clock::time_point deadline = context->deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) return absl::Now() + fallback;
-  return absl::FromChrono(deadline);
-}
 
 // Elements of the job's parameter arena: its tensors at their layout offsets plus the
 // alignment padding the ParameterSet leaves after each, which the layout does not show. The
@@ -199,6 +193,10 @@ grpc::Status GrpcParameterService::PullParameters(
   const absl::Time deadline = CallDeadline(context, kDefaultPullWait);
   absl::StatusOr<ParameterSnapshot> snapshot;
   while (true) {
+    // A version that cannot come (the job was rolled back past this worker) is refused at once.
+    if (absl::Status s = job.CheckPull(request->worker_id(), request->min_version()); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     snapshot =
         job.WaitForVersion(request->min_version(), std::min(deadline, absl::Now() + kWaitSlice),
                            /*with_values=*/!request->shared_memory());
@@ -358,9 +356,9 @@ grpc::Status GrpcParameterService::Heartbeat(grpc::ServerContext* context,
                                              v1::HeartbeatResponse* response) {
   absl::StatusOr<std::shared_ptr<Job>> job = manager_->Get(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
-  absl::StatusOr<v1::JobState> state = (*job)->Heartbeat(request->worker_id());
-  if (!state.ok()) return ToGrpcStatus(state.status());
-  response->set_state(*state);
+  absl::StatusOr<v1::HeartbeatResponse> beat = (*job)->Heartbeat(request->worker_id());
+  if (!beat.ok()) return ToGrpcStatus(beat.status());
+  *response = *beat;
   return grpc::Status::OK;
 }
 

@@ -364,6 +364,14 @@ absl::StatusOr<SharedArenas> GrpcParameterClient::UseSharedMemory(const std::str
                    SharedRegion::Open(response.parameter_segment(), response.arena_floats()));
   ASSIGN_OR_RETURN(std::unique_ptr<StepDoorbell> doorbell,
                    StepDoorbell::Open(response.doorbell_segment()));
+  // Segments of an earlier server (one that restarted) go, with their stream, unanswered.
+  if (step_stream_ != nullptr) {
+    step_context_->TryCancel();
+    (void)step_stream_->Finish();
+    step_stream_.reset();
+    step_context_.reset();
+  }
+  pending_ring_.reset();
   gradient_region_ = std::move(gradient);
   parameter_region_ = std::move(parameters);
   doorbell_ = std::move(doorbell);
@@ -381,6 +389,13 @@ absl::Status GrpcParameterClient::ReportMetrics(const v1::ReportMetricsRequest& 
 absl::StatusOr<v1::JobState> GrpcParameterClient::Heartbeat(const std::string& job_id,
                                                             const std::string& worker_id,
                                                             absl::Time deadline) {
+  ASSIGN_OR_RETURN(v1::HeartbeatResponse response, CheckIn(job_id, worker_id, deadline));
+  return response.state();
+}
+
+absl::StatusOr<v1::HeartbeatResponse> GrpcParameterClient::CheckIn(const std::string& job_id,
+                                                                   const std::string& worker_id,
+                                                                   absl::Time deadline) {
   grpc::ClientContext context;
   SetDeadline(&context, deadline);
   v1::HeartbeatRequest request;
@@ -388,7 +403,7 @@ absl::StatusOr<v1::JobState> GrpcParameterClient::Heartbeat(const std::string& j
   request.set_worker_id(worker_id);
   v1::HeartbeatResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(stub_->Heartbeat(&context, request, &response)));
-  return response.state();
+  return response;
 }
 
 }  // namespace psgrid

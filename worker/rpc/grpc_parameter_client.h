@@ -56,8 +56,12 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status ReportMetrics(const v1::ReportMetricsRequest& request, absl::Time deadline) override;
   absl::StatusOr<v1::JobState> Heartbeat(const std::string& job_id, const std::string& worker_id,
                                          absl::Time deadline) override;
+  absl::StatusOr<v1::HeartbeatResponse> CheckIn(const std::string& job_id,
+                                                const std::string& worker_id,
+                                                absl::Time deadline) override;
   // Maps the segments the server created for this worker; pushes and pulls then carry only
-  // their headers over gRPC. Not to be called concurrently with Push or Pull.
+  // their headers over gRPC. Not to be called concurrently with Push or Pull. Called again
+  // (after the server restarted), it drops the old segments and step stream first.
   absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
                                                const std::string& worker_id,
                                                absl::Time deadline) override;

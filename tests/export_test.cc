@@ -1,0 +1,78 @@
+// Weights out of psgrid: `psgrid local --export` writes a safetensors file with PyTorch
+// state-dict names and shapes, and torch.nn.Sequential of the same layers loads it strictly and
+// predicts as psgrid does (when python3-torch is installed; skipped, saying so, otherwise).
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "client/cli.h"
+#include "core/io/safetensors.h"
+#include "nlohmann/json.hpp"
+#include "tests/cli_runner.h"
+#include "tests/test_util.h"
+
+namespace psgrid {
+namespace {
+
+using ::psgrid::testing::CliRun;
+using ::psgrid::testing::RunPsgrid;
+using ::psgrid::testing::TempPath;
+
+constexpr char kData[] = "/usr/share/datasets/fashion-mnist";
+
+bool TorchAvailable() {
+  return std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
+}
+
+std::string LastLine(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return lines.empty() ? "" : lines.back();
+}
+
+TEST(Export, LocalExportIsASafetensorsFileThatPyTorchLoadsAndAgreesWith) {
+  const std::string spec = TempPath("export.yaml");
+  std::ofstream(spec) << "name: export\n"
+                         "model: {layers: [{type: dense, units: 32}, {type: relu}, "
+                         "{type: dense, units: 10}]}\n"
+                         "data: {dataset: fashion-mnist, path: " << kData << "}\n"
+                         "training: {workers: 2, batch_size: 32, epochs: 1, max_steps: 40}\n"
+                         "optimizer: {type: momentum, learning_rate: 0.05, momentum: 0.9}\n";
+  const std::string file = TempPath("export.safetensors");
+  CliRun run = RunPsgrid({"local", spec, "--export", file, "-o", "json", "--worker-binary",
+                          PSGRID_BINARY});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_THAT(run.err, ::testing::HasSubstr("weights of step 40 written to " + file));
+  const nlohmann::json result = nlohmann::json::parse(LastLine(run.out), nullptr, false);
+  ASSERT_TRUE(result.is_object()) << run.out;
+
+  auto read = ReadSafetensors(file);
+  ASSERT_OK(read);
+  std::vector<std::string> names;
+  std::vector<Shape> shapes;
+  for (const auto& [name, tensor] : read->tensors) {
+    names.push_back(name);
+    shapes.push_back(tensor.shape());
+  }
+  EXPECT_THAT(names, ::testing::ElementsAre("0.weight", "0.bias", "2.weight", "2.bias"));
+  EXPECT_THAT(shapes, ::testing::ElementsAre(Shape{32, 784}, Shape{32}, Shape{10, 32}, Shape{10}));
+  EXPECT_EQ(read->metadata["psgrid.step"], "40");
+
+  if (!TorchAvailable()) {
+    GTEST_SKIP() << "python3-torch is not installed: the PyTorch half of the check is skipped";
+  }
+  const std::string out = TempPath("export_torch.json");
+  const std::string command = "/usr/bin/python3 tests/torch_export_check.py " + file + " " +
+                              kData + " '[[\"dense\", 32], [\"relu\", 0], [\"dense\", 10]]' > " +
+                              out;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  std::ifstream in(out);
+  const nlohmann::json torch = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(torch.is_object());
+  // The same predictions, up to float rounding deciding a near tie (at most 2 of 10,000).
+  EXPECT_NEAR(torch["test_accuracy"].get<double>(), result["test_accuracy"].get<double>(), 2e-4);
+}
+
+}  // namespace
+}  // namespace psgrid
