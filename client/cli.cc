@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/command_util.h"
+#include "client/commands_evaluate.h"
 #include "client/commands_jobs.h"
 #include "client/commands_snapshots.h"
 #include "client/job_format.h"
@@ -162,6 +163,18 @@ int RunCli(int argc, char** argv) {
   export_cmd->add_option("-o,--output", export_path, "The .safetensors file to write")->required();
   AddServerOptions(export_cmd, &server);
 
+  // evaluate FILE --spec SPEC | JOB [SNAP]
+  std::string evaluate_target;
+  std::string evaluate_spec;
+  CLI::App* evaluate_cmd = app.add_subcommand(
+      "evaluate",
+      "Test loss and accuracy of FILE.safetensors (with --spec) or of a job's or snapshot's weights");
+  evaluate_cmd->add_option("target", evaluate_target, "FILE.safetensors, or a job id")->required();
+  evaluate_cmd->add_option("snapshot", snapshot_id, "With a job id: a snapshot id");
+  evaluate_cmd->add_option("--spec", evaluate_spec, "With a file: the job spec of its model and data");
+  AddServerOptions(evaluate_cmd, &server);
+  AddOutputOption(evaluate_cmd, &format);
+
   // worker: everything after it goes to the worker's own parser.
   CLI::App* worker_cmd = app.add_subcommand(
       "worker", "Run a worker process: --server ADDR [--job ID] [--threads N] [--quiet]");
@@ -207,6 +220,12 @@ int RunCli(int argc, char** argv) {
   }
   if (*snap_restore_cmd) {
     return RunSnapshotRestoreCommand(server, job_id, snapshot_id, ToFormat(format));
+  }
+  if (*evaluate_cmd) {
+    if (!evaluate_spec.empty()) {
+      return RunEvaluateFileCommand(evaluate_target, evaluate_spec, ToFormat(format));
+    }
+    return RunEvaluateJobCommand(server, evaluate_target, snapshot_id, ToFormat(format));
   }
   if (*export_cmd) return RunExportCommand(server, job_id, snapshot_id, export_path);
   if (*worker_cmd) return RunWorkerCommand(worker_cmd->remaining());

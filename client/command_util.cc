@@ -11,7 +11,9 @@ namespace psgrid {
 
 int PrintError(const absl::Status& status) {
   std::fflush(stdout);
-  std::fprintf(stderr, "psgrid: error: %s\n", std::string(status.message()).c_str());
+  // The status code too, for scripts (and for DATA_LOSS, which users must not miss).
+  std::fprintf(stderr, "psgrid: error: %s (%s)\n", std::string(status.message()).c_str(),
+               absl::StatusCodeToString(status.code()).c_str());
   std::fflush(stderr);
   return kExitFailed;
 }

@@ -18,7 +18,7 @@ inline constexpr int kExitFailed = 1;  // a command that failed, or a job that d
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitInterrupted = 130;  // SIGINT/SIGTERM (128 + SIGINT, as shells do)
 
-// Prints "psgrid: error: <message>" on stderr; returns kExitFailed.
+// Prints "psgrid: error: <message> (<CODE>)" on stderr; returns kExitFailed.
 int PrintError(const absl::Status& status);
 
 // Prefixes a spec error (INVALID_ARGUMENT, which names the field) with the job file's path.

@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace psgrid {
@@ -65,6 +68,23 @@ absl::StatusOr<std::unique_ptr<SharedRegion>> SharedRegion::Open(const std::stri
   absl::StatusOr<float*> data = Map(name, fd, bytes);
   if (!data.ok()) return data.status();
   return std::unique_ptr<SharedRegion>(new SharedRegion(name, *data, floats, /*owner=*/false));
+}
+
+int SharedRegion::RemoveStale() {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("psgrid-", 0) != 0) continue;
+    const size_t end = name.find('-', 7);
+    pid_t pid = 0;
+    if (end == std::string::npos || !absl::SimpleAtoi(name.substr(7, end - 7), &pid) || pid <= 0) {
+      continue;
+    }
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    if (shm_unlink(("/" + name).c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 SharedRegion::~SharedRegion() {

@@ -26,6 +26,10 @@ class SharedRegion {
                                                             int64_t floats);
   ~SharedRegion();
 
+  // Unlinks the segments (named /psgrid-<pid>-...) that a parameter server killed before it
+  // could clean up left behind: those whose process is gone. Returns how many it removed.
+  static int RemoveStale();
+
   SharedRegion(const SharedRegion&) = delete;
   SharedRegion& operator=(const SharedRegion&) = delete;
 

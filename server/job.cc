@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "core/io/weights_file.h"
 #include "proto/job_spec_codec.h"
 #include "core/status_macros.h"
 #include "proto/job_state.h"
@@ -68,6 +69,9 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   ASSIGN_OR_RETURN(job->model_,
                    Model::Create(spec.model(), data.sample_shape, data.output_width, backend));
   ParameterSet& params = job->model_->parameters();
+  if (!spec.model().init_from().empty()) {
+    RETURN_IF_ERROR(LoadWeightsFile(spec.model().init_from(), "model.init_from", &params));
+  }
   ASSIGN_OR_RETURN(job->optimizer_, CreateOptimizer(spec.optimizer(), params.total_size()));
   job->layout_ = params.infos();
   job->arena_size_ = params.total_size();

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/backend/blas_kernel.h"
+#include "core/shared_region.h"
 #include "server/job_manager.h"
 #include "server/rpc/grpc_server.h"
 
@@ -101,6 +102,13 @@ int Run(int argc, char** argv) {
   options.data_dir = data_dir;
   options.worker_timeout = absl::Seconds(worker_timeout_s);
   options.shared_memory = shared_memory;
+  if (shared_memory) {
+    const int stale = psgrid::SharedRegion::RemoveStale();
+    if (stale > 0) {
+      std::fprintf(stderr, "psgrid-server: removed %d shared-memory segment(s) of servers that "
+                   "are gone\n", stale);
+    }
+  }
   psgrid::JobManager manager(options);
   // Jobs a previous server left unfinished come back from their newest good snapshot.
   const int resumed = manager.ResumeJobs();

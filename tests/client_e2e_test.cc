@@ -70,20 +70,6 @@ std::string CsvSpec(const std::string& name, int epochs, int batch_size = 4, int
                                 "optimizer: {type: sgd, learning_rate: 0.1}\n"));
 }
 
-// A port nothing listens on (bound, then released).
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class ClientE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -299,7 +285,7 @@ TEST_F(ClientE2eTest, ServerAddressComesFromTheEnvironment) {
 
 TEST(ClientE2e, UnreachableServerFailsQuicklyNamingTheAddress) {
   unsetenv("PSGRID_SERVER");
-  const std::string address = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string address = absl::StrCat("127.0.0.1:", ::psgrid::testing::ClosedLoopbackPort());
   const absl::Time start = absl::Now();
   CliRun run = RunPsgrid({"list", "--server", address});
   EXPECT_EQ(run.code, 1);

@@ -3,6 +3,7 @@
 // predicts as psgrid does (when python3-torch is installed; skipped, saying so, otherwise).
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "client/cli.h"
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "proto/job_spec_codec.h"
+#include "server/job_manager.h"
 #include "tests/cli_runner.h"
 #include "tests/test_util.h"
 
@@ -58,6 +61,42 @@ TEST(Export, LocalExportIsASafetensorsFileThatPyTorchLoadsAndAgreesWith) {
   EXPECT_THAT(names, ::testing::ElementsAre("0.weight", "0.bias", "2.weight", "2.bias"));
   EXPECT_THAT(shapes, ::testing::ElementsAre(Shape{32, 784}, Shape{32}, Shape{10, 32}, Shape{10}));
   EXPECT_EQ(read->metadata["psgrid.step"], "40");
+
+  // psgrid evaluate on the file gives the job's own final numbers.
+  CliRun evaluated = RunPsgrid({"evaluate", file, "--spec", spec, "-o", "json"});
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  const nlohmann::json eval = nlohmann::json::parse(LastLine(evaluated.out), nullptr, false);
+  ASSERT_TRUE(eval.is_object()) << evaluated.out;
+  // (Up to float rounding: the worker and this process may run different BLAS thread counts.)
+  EXPECT_NEAR(eval["test_accuracy"].get<double>(), result["test_accuracy"].get<double>(), 2e-4);
+  EXPECT_NEAR(eval["test_loss"].get<double>(), result["test_loss"].get<double>(), 1e-6);
+
+  // A job that starts from the file starts from exactly its weights.
+  auto imported = ParseJobSpec(
+      "model: {layers: [{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}], "
+      "init_from: " + file + "}\n",
+      "import");
+  ASSERT_OK(imported);
+  JobManager manager({});
+  auto id = manager.Submit(*imported);
+  ASSERT_OK(id);
+  auto start = (*manager.Get(*id))->Weights("");
+  ASSERT_OK(start);
+  ASSERT_EQ(start->tensors.size(), read->tensors.size());
+  for (size_t i = 0; i < start->tensors.size(); ++i) {
+    EXPECT_EQ(start->tensors[i].first, read->tensors[i].first);
+    EXPECT_EQ(0, std::memcmp(start->tensors[i].second.data(), read->tensors[i].second.data(),
+                             read->tensors[i].second.size() * sizeof(float)));
+  }
+  // One that does not fit is refused at submit, naming the tensor.
+  v1::JobSpec wider = *imported;
+  wider.mutable_model()->mutable_layers(0)->set_units(64);
+  EXPECT_STATUS(manager.Submit(wider), absl::StatusCode::kInvalidArgument,
+                "tensor 0.weight has shape [32, 784], the model needs [64, 784]");
+  v1::JobSpec missing = *imported;
+  missing.mutable_model()->set_init_from(TempPath("none.safetensors"));
+  EXPECT_STATUS(manager.Submit(missing), absl::StatusCode::kNotFound, "model.init_from");
+  EXPECT_EQ(manager.List().size(), 1u);
 
   if (!TorchAvailable()) {
     GTEST_SKIP() << "python3-torch is not installed: the PyTorch half of the check is skipped";

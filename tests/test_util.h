@@ -2,6 +2,8 @@
 #ifndef PSGRID_TESTS_TEST_UTIL_H_
 #define PSGRID_TESTS_TEST_UTIL_H_
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -63,6 +65,20 @@ inline std::string TempPath(const std::string& name) {
       ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
   RemoveAtExit(path);
   return path;
+}
+
+// A loopback port nothing listens on now (bound, then released).
+inline int ClosedLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 // y = 2a − 3b + 1 on a grid of 200 points (a header line first): a linear model learns it

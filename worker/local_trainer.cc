@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
+#include "core/io/weights_file.h"
 #include "core/status_macros.h"
 #include "proto/job_spec_codec.h"
 #include "worker/evaluation.h"
@@ -38,6 +39,10 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
   }
   ASSIGN_OR_RETURN(t->model_, Model::Create(spec.model(), t->data_.train.sample_shape(),
                                             OutputWidth(t->data_.train), backend));
+  if (!spec.model().init_from().empty()) {
+    RETURN_IF_ERROR(
+        LoadWeightsFile(spec.model().init_from(), "model.init_from", &t->model_->parameters()));
+  }
   ASSIGN_OR_RETURN(t->optimizer_,
                    CreateOptimizer(spec.optimizer(), t->model_->parameters().total_size()));
   return t;
