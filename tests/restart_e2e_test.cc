@@ -56,40 +56,90 @@ v1::JobStatus PollJob(ControlClient& client, const std::string& id, Pred done,
   return last;
 }
 
-TEST(RestartE2e, AKilledServerComesBackAndItsWorkersFinishTheJob) {
-  const std::string address = absl::StrCat("127.0.0.1:", ::psgrid::testing::ClosedLoopbackPort());
-  const std::string dir = TempPath("restart_data");
+// A regression job of 8000 small steps for 2 shared-memory workers.
+v1::JobSpec RestartSpec(const std::string& name, const std::string& snapshot) {
   std::string csv = "a,b,y\n";
   for (int i = 0; i < 400; ++i) {
     const double a = (i % 20) / 10.0 - 1.0, b = (i / 20) / 10.0 - 1.0;
     absl::StrAppend(&csv, a, ",", b, ",", 2 * a - 3 * b + 1, "\n");
   }
-  const std::string data = TempPath("restart.csv");
+  const std::string data = TempPath(name + ".csv");
   std::ofstream(data) << csv;
   auto spec = ParseJobSpec(
-      "name: restart\n"
+      "name: " + name + "\n"
       "model: {layers: [{type: dense, units: 16}, {type: tanh}, {type: dense, units: 1}], "
       "loss: mse}\n"
       "data: {dataset: csv, path: " + data + "}\n"
       "training: {workers: 2, batch_size: 8, epochs: 1000, max_steps: 8000}\n"
-      "optimizer: {type: momentum, learning_rate: 0.02, momentum: 0.9}\n"
-      "snapshot: {every_seconds: 0.1, keep_last: 2}\n",
+      "optimizer: {type: momentum, learning_rate: 0.02, momentum: 0.9}\n" + snapshot,
       "spec");
-  ASSERT_OK(spec);
+  EXPECT_OK(spec);
+  return spec.ok() ? *spec : v1::JobSpec();
+}
 
+std::vector<std::unique_ptr<ChildProcess>> StartWorkers(const std::string& address,
+                                                        const std::string& job_id) {
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+  for (int i = 0; i < 2; ++i) {
+    auto w = ChildProcess::Spawn({PSGRID_BINARY, "worker", "--server", address, "--job", job_id,
+                                  "--shared-memory", "--quiet"});
+    EXPECT_OK(w);
+    if (w.ok()) workers.push_back(std::move(*w));
+  }
+  return workers;
+}
+
+TEST(RestartE2e, AServerStoppedWithSigtermSnapshotsItsJobAndTheNextOneGoesOnFromThere) {
+  const std::string address = absl::StrCat("127.0.0.1:", ::psgrid::testing::ClosedLoopbackPort());
+  const std::string dir = TempPath("graceful_data");
   std::unique_ptr<ChildProcess> first = StartServer(address, dir);
   ASSERT_NE(first, nullptr);
   auto client = ControlClient::Connect(address, absl::Seconds(20));
   ASSERT_OK(client);
-  auto id = (*client)->Submit(*spec);
+  auto id = (*client)->Submit(RestartSpec("graceful", ""));  // no periodic snapshots
   ASSERT_OK(id);
-  std::vector<std::unique_ptr<ChildProcess>> workers;
-  for (int i = 0; i < 2; ++i) {
-    auto w = ChildProcess::Spawn({PSGRID_BINARY, "worker", "--server", address, "--job", *id,
-                                  "--shared-memory", "--quiet"});
-    ASSERT_OK(w);
-    workers.push_back(std::move(*w));
+  std::vector<std::unique_ptr<ChildProcess>> workers = StartWorkers(address, *id);
+  const v1::JobStatus before = PollJob(
+      **client, *id, [](const v1::JobStatus& s) { return s.step() >= 1000; }, absl::Seconds(60));
+  ASSERT_GE(before.step(), 1000) << before.message();
+  first->Signal(SIGTERM);
+  ASSERT_TRUE(first->WaitFor(absl::Seconds(30)));
+  EXPECT_TRUE(first->succeeded()) << first->DescribeExit();
+
+  std::unique_ptr<ChildProcess> second = StartServer(address, dir);
+  ASSERT_NE(second, nullptr);
+  auto again = ControlClient::Connect(address, absl::Seconds(20));
+  ASSERT_OK(again);
+  // Resumed from the snapshot taken at shutdown: no earlier than the step seen before it.
+  const v1::JobStatus resumed = PollJob(
+      **again, *id, [](const v1::JobStatus& s) { return !s.job_id().empty(); }, absl::Seconds(20));
+  EXPECT_GE(resumed.step(), before.step());
+  const v1::JobStatus end = PollJob(
+      **again, *id,
+      [](const v1::JobStatus& s) {
+        return s.state() == v1::JOB_STATE_COMPLETED || s.state() == v1::JOB_STATE_FAILED;
+      },
+      absl::Seconds(90));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_COMPLETED) << end.message();
+  for (auto& w : workers) {
+    EXPECT_TRUE(w->WaitFor(absl::Seconds(30)));
+    EXPECT_TRUE(w->succeeded()) << w->DescribeExit();
+    if (!w->exited()) w->Terminate(absl::Seconds(2));
   }
+  second->Terminate(absl::Seconds(10));
+}
+
+TEST(RestartE2e, AKilledServerComesBackAndItsWorkersFinishTheJob) {
+  const std::string address = absl::StrCat("127.0.0.1:", ::psgrid::testing::ClosedLoopbackPort());
+  const std::string dir = TempPath("restart_data");
+  const v1::JobSpec spec = RestartSpec("restart", "snapshot: {every_seconds: 0.1, keep_last: 2}\n");
+  std::unique_ptr<ChildProcess> first = StartServer(address, dir);
+  ASSERT_NE(first, nullptr);
+  auto client = ControlClient::Connect(address, absl::Seconds(20));
+  ASSERT_OK(client);
+  auto id = (*client)->Submit(spec);
+  ASSERT_OK(id);
+  std::vector<std::unique_ptr<ChildProcess>> workers = StartWorkers(address, *id);
   // Well into the job (an eighth of it, a few hundred ms), with a snapshot or two on disk.
   const v1::JobStatus before = PollJob(
       **client, *id, [](const v1::JobStatus& s) { return s.step() >= 1000; }, absl::Seconds(60));

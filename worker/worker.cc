@@ -35,8 +35,11 @@ constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
 // Roll backs in a row without a step between them, after which the worker gives up.
 constexpr int kMaxRewinds = 20;
 
+// Worth retrying: the server is away (UNAVAILABLE, or CANCELLED when it shut down with the call
+// in flight) or slow (DEADLINE_EXCEEDED).
 bool IsTransient(absl::StatusCode code) {
-  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kCancelled;
 }
 
 const absl::Status& StatusOf(const absl::Status& s) { return s; }

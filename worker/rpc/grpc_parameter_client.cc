@@ -304,21 +304,38 @@ absl::Status GrpcParameterClient::OpenStepStream(const std::string& job_id,
     return status;
   }
   pending_ring_.reset();
+  // The server sends nothing more until the stream ends: a reader waiting for that end tells
+  // AwaitStepAnswer when the server went away (gRPC streams cannot be polled).
+  step_stream_ended_ = std::make_shared<std::atomic<bool>>(false);
+  step_reader_ = std::thread([stream = step_stream_.get(), ended = step_stream_ended_] {
+    v1::PullParametersResponse ignored;
+    while (stream->Read(&ignored)) {
+    }
+    ended->store(true);
+  });
   return absl::OkStatus();
 }
 
 void GrpcParameterClient::CloseStepStream() {
   if (step_stream_ == nullptr) return;
   if (pending_ring_.has_value()) (void)AwaitStepAnswer(absl::Now() + kCloseTimeout);
+  if (step_stream_ == nullptr) return;  // the wait found it broken
   DoorbellRequest close;
   close.kind = DoorbellRequestKind::kClose;
   pending_ring_ = doorbell_->Ring(close);
-  if (!AwaitStepAnswer(absl::Now() + kCloseTimeout).ok()) step_context_->TryCancel();
+  const bool answered = AwaitStepAnswer(absl::Now() + kCloseTimeout).ok();
+  DropStepStream(/*cancel=*/!answered);
+}
+
+void GrpcParameterClient::DropStepStream(bool cancel) {
+  pending_ring_.reset();
+  if (step_stream_ == nullptr) return;
+  if (cancel) step_context_->TryCancel();
   step_stream_->WritesDone();
+  if (step_reader_.joinable()) step_reader_.join();  // its Read ends with the call
   (void)step_stream_->Finish();
   step_stream_.reset();
   step_context_.reset();
-  pending_ring_.reset();
 }
 
 absl::StatusOr<DoorbellAnswer> GrpcParameterClient::AwaitStepAnswer(absl::Time deadline) {
@@ -331,17 +348,13 @@ absl::StatusOr<DoorbellAnswer> GrpcParameterClient::AwaitStepAnswer(absl::Time d
       return answer;
     }
     if (absl::Now() >= deadline) return answer.status();
-    // The server answers only while the stream lives: a lost connection ends the wait.
+    // The server answers only while the stream lives: its end, or a lost connection, ends
+    // the wait.
     const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/false);
-    if (step_stream_ == nullptr || state == GRPC_CHANNEL_TRANSIENT_FAILURE ||
-        state == GRPC_CHANNEL_SHUTDOWN || state == GRPC_CHANNEL_IDLE) {
-      pending_ring_.reset();
-      if (step_stream_ != nullptr) {
-        step_context_->TryCancel();
-        (void)step_stream_->Finish();
-        step_stream_.reset();
-        step_context_.reset();
-      }
+    if (step_stream_ == nullptr || step_stream_ended_->load() ||
+        state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN ||
+        state == GRPC_CHANNEL_IDLE) {
+      DropStepStream(/*cancel=*/true);
       return absl::UnavailableError(
           absl::StrCat("lost the connection to the parameter server at ", address_));
     }
@@ -365,13 +378,7 @@ absl::StatusOr<SharedArenas> GrpcParameterClient::UseSharedMemory(const std::str
   ASSIGN_OR_RETURN(std::unique_ptr<StepDoorbell> doorbell,
                    StepDoorbell::Open(response.doorbell_segment()));
   // Segments of an earlier server (one that restarted) go, with their stream, unanswered.
-  if (step_stream_ != nullptr) {
-    step_context_->TryCancel();
-    (void)step_stream_->Finish();
-    step_stream_.reset();
-    step_context_.reset();
-  }
-  pending_ring_.reset();
+  DropStepStream(/*cancel=*/true);
   gradient_region_ = std::move(gradient);
   parameter_region_ = std::move(parameters);
   doorbell_ = std::move(doorbell);

@@ -10,9 +10,11 @@
 #ifndef PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_
 #define PSGRID_WORKER_RPC_GRPC_PARAMETER_CLIENT_H_
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -87,6 +89,8 @@ class GrpcParameterClient : public ParameterClient {
   // answer.
   absl::Status OpenStepStream(const std::string& job_id, const std::string& worker_id);
   void CloseStepStream();
+  // Ends the stream without the close handshake (cancelling the call when asked).
+  void DropStepStream(bool cancel);
   // The answer to the pending ring, waiting in slices while the connection is up.
   absl::StatusOr<DoorbellAnswer> AwaitStepAnswer(absl::Time deadline);
   // The parameter segment into *values (nothing to copy when *values is the segment).
@@ -99,6 +103,8 @@ class GrpcParameterClient : public ParameterClient {
       step_stream_;
   absl::Time step_stream_deadline_;
   std::optional<uint32_t> pending_ring_;  // a push was rung and its answer not read yet
+  std::shared_ptr<std::atomic<bool>> step_stream_ended_;  // set by step_reader_
+  std::thread step_reader_;                                // waits for the stream's end
 };
 
 }  // namespace psgrid
