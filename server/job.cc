@@ -623,20 +623,31 @@ SnapshotContents Job::CaptureLocked() {
   c.created = absl::ToUnixSeconds(now);
   c.id = absl::StrFormat("step-%09d-%d", version_, absl::ToUnixMillis(now));
   const ParameterSet& params = model_->parameters();
-  // Parameters under their PyTorch names; each optimizer state buffer (arena-shaped) cut the
-  // same way, as "state.<buffer>.<parameter>".
-  for (const ParamInfo& info : layout_) {
-    Tensor t(info.shape);
-    std::memcpy(t.data(), params.values().data() + info.offset, info.size * sizeof(float));
-    c.tensors.emplace_back(info.name, std::move(t));
+  // One copy into one buffer, reused while no write holds it (its memory is then already
+  // mapped): parameters under their PyTorch names, then each optimizer state buffer
+  // (arena-shaped) cut the same way, as "state.<buffer>.<parameter>".
+  const auto state = optimizer_->State();
+  int64_t floats = 0;
+  for (const ParamInfo& info : layout_) floats += info.size;
+  floats *= static_cast<int64_t>(1 + state.size());
+  if (capture_buffer_ == nullptr || capture_buffer_.use_count() > 1 ||
+      capture_floats_ != floats) {
+    capture_buffer_ = std::shared_ptr<float[]>(new float[std::max<int64_t>(floats, 1)]);
+    capture_floats_ = floats;
   }
-  for (const auto& [buffer, arena] : optimizer_->State()) {
+  float* out = capture_buffer_.get();
+  auto copy = [&](std::string name, const ParamInfo& info, const float* arena) {
+    std::memcpy(out, arena + info.offset, info.size * sizeof(float));
+    c.tensors.emplace_back(std::move(name), Tensor::View(out, info.shape));
+    out += info.size;
+  };
+  for (const ParamInfo& info : layout_) copy(info.name, info, params.values().data());
+  for (const auto& [buffer, arena] : state) {
     for (const ParamInfo& info : layout_) {
-      Tensor t(info.shape);
-      std::memcpy(t.data(), arena->data() + info.offset, info.size * sizeof(float));
-      c.tensors.emplace_back(absl::StrCat("state.", buffer, ".", info.name), std::move(t));
+      copy(absl::StrCat("state.", buffer, ".", info.name), info, arena->data());
     }
   }
+  c.storage = capture_buffer_;
   c.metadata["format"] = "psgrid-snapshot";
   c.metadata["job_id"] = id_;
   c.metadata["spec"] = JobSpecToJson(spec_);

@@ -165,6 +165,10 @@ class Job {
   // writes it; answers when it is on disk. FAILED_PRECONDITION without snapshots enabled.
   absl::StatusOr<SnapshotInfo> TakeSnapshot(absl::Time deadline);
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
+  // How long the files of the last snapshot took to write (zero before any).
+  absl::Duration LastSnapshotWriteTime() const {
+    return snapshotter_ == nullptr ? absl::ZeroDuration() : snapshotter_->last_write_time();
+  }
   // DATA_LOSS naming the tensor or file; NOT_FOUND for an unknown snapshot.
   absl::Status VerifySnapshot(const std::string& snapshot_id) const;
   // A snapshot's contents, verified. NOT_FOUND / DATA_LOSS as VerifySnapshot.
@@ -237,6 +241,9 @@ class Job {
   absl::Time last_snapshot_ ABSL_GUARDED_BY(mu_);
   int64_t snapshots_taken_ ABSL_GUARDED_BY(mu_) = 0;
   bool snapshot_due_ ABSL_GUARDED_BY(mu_) = false;  // a periodic one waits for the writer
+  // The buffer snapshots are copied into (CaptureLocked); a write in flight shares it.
+  std::shared_ptr<float[]> capture_buffer_ ABSL_GUARDED_BY(mu_);
+  int64_t capture_floats_ ABSL_GUARDED_BY(mu_) = 0;
   // Σ sample_count · gradient of the current step; valid only once samples_this_step_ > 0.
   Tensor gradient_sum_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;

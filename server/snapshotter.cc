@@ -45,7 +45,9 @@ void Snapshotter::Run(SnapshotContents contents) {
   info.id = contents.id;
   info.step = contents.step;
   info.created = contents.created;
+  const absl::Time start = absl::Now();
   absl::Status status = store_.Write(contents);
+  const absl::Duration write_time = absl::Now() - start;
   if (status.ok()) {
     // The new snapshot is complete: only now may older ones go.
     if (absl::Status pruned = store_.Prune(keep_last_); !pruned.ok()) {
@@ -66,6 +68,7 @@ void Snapshotter::Run(SnapshotContents contents) {
   absl::MutexLock lock(&mu_);
   last_status_ = status;
   last_info_ = info;
+  last_write_time_ = write_time;
   ++writes_done_;
   busy_ = false;
 }
@@ -90,6 +93,11 @@ absl::StatusOr<SnapshotInfo> Snapshotter::Write(SnapshotContents contents, absl:
 absl::Status Snapshotter::last_status() const {
   absl::MutexLock lock(&mu_);
   return last_status_;
+}
+
+absl::Duration Snapshotter::last_write_time() const {
+  absl::MutexLock lock(&mu_);
+  return last_write_time_;
 }
 
 }  // namespace psgrid

@@ -37,8 +37,10 @@ class Snapshotter {
   // DEADLINE_EXCEEDED when the deadline passes first (the write goes on); the write's own
   // error otherwise.
   absl::StatusOr<SnapshotInfo> Write(SnapshotContents contents, absl::Time deadline);
-  // The outcome of the last finished write (OK before any).
+  // The outcome of the last finished write (OK before any), and how long its files took
+  // (SnapshotStore::Write: writing, fsyncs, rename; not the pruning).
   absl::Status last_status() const;
+  absl::Duration last_write_time() const;
 
  private:
   void StartLocked(SnapshotContents contents) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -52,6 +54,7 @@ class Snapshotter {
   int64_t writes_done_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status last_status_ ABSL_GUARDED_BY(mu_);
   SnapshotInfo last_info_ ABSL_GUARDED_BY(mu_);
+  absl::Duration last_write_time_ ABSL_GUARDED_BY(mu_);
   std::thread thread_ ABSL_GUARDED_BY(mu_);
 };
 

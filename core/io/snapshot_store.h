@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,8 @@ struct SnapshotContents {
   int64_t created = 0;   // unix seconds
   std::map<std::string, std::string> metadata;  // e.g. the job spec as JSON, epoch, seeds
   std::vector<std::pair<std::string, Tensor>> tensors;  // float32, in this order on disk
+  // When `tensors` are views (a capture into one reusable buffer), what keeps them alive.
+  std::shared_ptr<const float[]> storage;
 };
 
 struct SnapshotInfo {
