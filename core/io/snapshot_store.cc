@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/io/crc32c.h"
+#include "core/io/failpoint.h"
 #include "core/io/file_util.h"
 #include "core/io/snapshot_manifest.h"
 #include "core/status_macros.h"
@@ -127,7 +128,10 @@ absl::Status WriteFiles(const std::string& tmp, const SnapshotContents& c) {
   }
   ASSIGN_OR_RETURN(const std::string text, SnapshotManifestToJson(m));
   RETURN_IF_ERROR(WriteFileSynced(tmp + "/" + kTensorsFile, pieces));
-  return WriteFileSynced(tmp + "/" + kManifestFile, {ByteSpan(text)});
+  Failpoint("snapshot.after_data");
+  RETURN_IF_ERROR(WriteFileSynced(tmp + "/" + kManifestFile, {ByteSpan(text)}));
+  Failpoint("snapshot.after_manifest");
+  return absl::OkStatus();
 }
 
 // Removes the .tmp- directories in `dir` of processes that are gone (and of this one when
@@ -171,6 +175,7 @@ absl::Status SnapshotStore::Write(const SnapshotContents& contents) {
   }
   absl::Status status = WriteFiles(tmp, contents);
   if (status.ok()) status = SyncDirectory(tmp);
+  if (status.ok()) Failpoint("snapshot.before_rename");
   if (status.ok()) status = RenameAndSyncParent(tmp, final_path);
   if (!status.ok()) fs::remove_all(tmp, ec);
   return status;
@@ -222,6 +227,7 @@ absl::Status SnapshotStore::Prune(int keep_last) {
     absl::Status renamed = RenameAndSyncParent(dir_ + "/" + all[i].id, tmp);
     if (status.ok()) status = renamed;
     if (!renamed.ok()) continue;
+    Failpoint("snapshot.during_prune");
     fs::remove_all(tmp, ec);
     if (ec && status.ok()) {
       status = absl::InternalError(absl::StrCat("removing ", tmp, ": ", ec.message()));
