@@ -333,6 +333,29 @@ TEST_F(SnapshotTest, ASnapshotThatDoesNotFitTheModelIsRefusedAndChangesNothing) 
                 "no-such");
 }
 
+TEST_F(SnapshotTest, ARestoredStoppedJobWaitsForWorkersAndNewOnesTakeTheOldSlots) {
+  Start("");
+  Train(0, 4);
+  auto info = job_->TakeSnapshot(absl::Now() + absl::Seconds(30));
+  ASSERT_OK(info);
+  Train(4, 6);
+  job_->Stop("stopped by the user");
+  ASSERT_OK(manager_->RestoreSnapshot(job_->id(), info->id));
+  v1::JobStatus s = job_->Status();
+  EXPECT_EQ(s.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(s.step(), 4);
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("waiting for 1 worker(s) to rejoin"));
+  EXPECT_TRUE(job_->NeedsWorkers());
+  auto newcomer = job_->AddWorker("new");
+  ASSERT_OK(newcomer);
+  EXPECT_EQ(newcomer->rank, 0);
+  EXPECT_EQ(newcomer->worker_id, worker_);  // the old slot, and its id
+  EXPECT_EQ(job_->Status().state(), v1::JOB_STATE_RUNNING);
+  EXPECT_FALSE(job_->NeedsWorkers());
+  Train(4, 5);
+  EXPECT_EQ(job_->Status().step(), 5);
+}
+
 TEST(SnapshotResume, ARestartedServerSkipsADamagedSnapshotForTheNextOlder) {
   const v1::JobSpec spec = ResumeSpec();
   JobManagerOptions options;
