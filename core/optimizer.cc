@@ -1,6 +1,9 @@
 #include "core/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
@@ -8,66 +11,167 @@
 namespace psgrid {
 namespace {
 
-void CheckRange(const Tensor& weights, const Tensor& grads, int64_t state_size, int64_t begin,
-                int64_t end) {
-  PSGRID_CHECK(weights.size() == grads.size() && weights.size() == state_size,
-               "weights, grads and optimizer state differ in size");
+void CheckRange(const Tensor& weights, const Tensor& grads, int64_t begin, int64_t end) {
+  PSGRID_CHECK(weights.size() == grads.size(), "weights and grads differ in size");
   PSGRID_CHECK(0 <= begin && begin <= end && end <= weights.size(), "update range out of bounds");
 }
 
-class Sgd final : public Optimizer {
+// One optimizer: its kernel over a range, its state buffers (arena-shaped, named as torch
+// names them in its state dict).
+class RuleOptimizer final : public Optimizer {
  public:
-  explicit Sgd(float lr) : lr_(lr) {}
+  enum class Kind { kSgd, kMomentum, kNesterov, kAdagrad, kRmsprop, kAdam, kAdamW };
+
+  RuleOptimizer(Kind kind, UpdateRule rule, double lr_decay, int64_t n)
+      : kind_(kind), base_(rule), rule_(rule), lr_decay_(lr_decay) {
+    auto add = [&](const char* name) { state_.emplace_back(name, Tensor({n})); };
+    switch (kind) {
+      case Kind::kSgd: break;
+      case Kind::kMomentum: add("velocity"); break;
+      case Kind::kNesterov: add("momentum_buffer"); break;
+      case Kind::kAdagrad: add("sum"); break;
+      case Kind::kRmsprop:
+        add("square_avg");
+        if (rule.momentum > 0) add("momentum_buffer");
+        break;
+      case Kind::kAdam:
+      case Kind::kAdamW:
+        add("exp_avg");
+        add("exp_avg_sq");
+        break;
+    }
+  }
+
+  void BeginStep(int64_t t) override {
+    Optimizer::BeginStep(t);
+    rule_ = base_;
+    if (kind_ == Kind::kAdam || kind_ == Kind::kAdamW) {
+      rule_.bias_correction1 = static_cast<float>(1.0 - std::pow(base_.beta1, t));
+      rule_.bias_correction2 = static_cast<float>(1.0 - std::pow(base_.beta2, t));
+    }
+    if (kind_ == Kind::kAdagrad) {
+      rule_.lr = static_cast<float>(base_.lr / (1.0 + static_cast<double>(t - 1) * lr_decay_));
+    }
+  }
+
   void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
               int64_t begin, int64_t end) override {
-    CheckRange(weights, grads, weights.size(), begin, end);
-    backend.SgdUpdate(end - begin, lr_, grad_scale, grads.data() + begin, weights.data() + begin);
+    CheckRange(weights, grads, begin, end);
+    for (auto& [name, buffer] : state_) {
+      PSGRID_CHECK(buffer.size() == weights.size(), "optimizer state and weights differ in size");
+    }
+    UpdateRule r = rule_;
+    r.grad_scale = grad_scale;
+    const int64_t n = end - begin;
+    const float* g = grads.data() + begin;
+    float* w = weights.data() + begin;
+    auto s = [&](size_t i) { return state_[i].second.data() + begin; };
+    switch (kind_) {
+      case Kind::kSgd: backend.SgdUpdate(n, r, g, w); break;
+      case Kind::kMomentum: backend.MomentumUpdate(n, r, g, s(0), w); break;
+      case Kind::kNesterov: backend.NesterovUpdate(n, r, g, s(0), w); break;
+      case Kind::kAdagrad: backend.AdagradUpdate(n, r, g, s(0), w); break;
+      case Kind::kRmsprop:
+        backend.RmspropUpdate(n, r, g, s(0), state_.size() > 1 ? s(1) : nullptr, w);
+        break;
+      case Kind::kAdam: backend.AdamUpdate(n, r, /*decoupled=*/false, g, s(0), s(1), w); break;
+      case Kind::kAdamW: backend.AdamUpdate(n, r, /*decoupled=*/true, g, s(0), s(1), w); break;
+    }
   }
-  std::vector<std::pair<std::string, Tensor*>> State() override { return {}; }
 
- private:
-  float lr_;
-};
-
-class Momentum final : public Optimizer {
- public:
-  Momentum(float lr, float momentum, int64_t n) : lr_(lr), momentum_(momentum), velocity_({n}) {}
-  void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
-              int64_t begin, int64_t end) override {
-    CheckRange(weights, grads, velocity_.size(), begin, end);
-    backend.MomentumUpdate(end - begin, lr_, momentum_, grad_scale, grads.data() + begin,
-                           velocity_.data() + begin, weights.data() + begin);
-  }
   std::vector<std::pair<std::string, Tensor*>> State() override {
-    return {{"velocity", &velocity_}};
+    std::vector<std::pair<std::string, Tensor*>> out;
+    for (auto& [name, buffer] : state_) out.emplace_back(name, &buffer);
+    return out;
   }
 
  private:
-  float lr_;
-  float momentum_;
-  Tensor velocity_;
+  const Kind kind_;
+  const UpdateRule base_;
+  UpdateRule rule_;  // of the current step
+  const double lr_decay_;
+  std::vector<std::pair<std::string, Tensor>> state_;
 };
+
+absl::Status Field(const std::string& field, const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat("optimizer.", field, ": ", problem));
+}
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
                                                            int64_t num_parameters) {
-  const double lr = spec.learning_rate();
+  using Kind = RuleOptimizer::Kind;
+  const std::string& type = spec.type();
+  static constexpr std::pair<const char*, Kind> kKinds[] = {
+      {"sgd", Kind::kSgd},         {"momentum", Kind::kMomentum}, {"nesterov", Kind::kNesterov},
+      {"adagrad", Kind::kAdagrad}, {"rmsprop", Kind::kRmsprop},   {"adam", Kind::kAdam},
+      {"adamw", Kind::kAdamW}};
+  const auto* found = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                   [&](const auto& k) { return type == k.first; });
+  if (found == std::end(kKinds)) {
+    return Field("type", absl::StrCat("unknown optimizer '", type,
+                                      "'; expected sgd, momentum, nesterov, adagrad, rmsprop, "
+                                      "adam or adamw"));
+  }
+  const Kind kind = found->second;
+  const bool adam = kind == Kind::kAdam || kind == Kind::kAdamW;
+  UpdateRule rule;
+  const double lr = spec.learning_rate();  // its default is the spec's (ApplyJobSpecDefaults)
   if (!(lr > 0) || !std::isfinite(lr)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("optimizer.learning_rate: must be a positive finite number, got ", lr));
+    return Field("learning_rate", absl::StrCat("must be a positive finite number, got ", lr));
   }
-  if (spec.type() == "sgd") return std::make_unique<Sgd>(static_cast<float>(lr));
-  if (spec.type() == "momentum") {
-    if (!(spec.momentum() >= 0 && spec.momentum() < 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("optimizer.momentum: must be in [0, 1), got ", spec.momentum()));
+  rule.lr = static_cast<float>(lr);
+  const double momentum = spec.momentum();
+  if (!(momentum >= 0 && momentum < 1)) {
+    return Field("momentum", absl::StrCat("must be in [0, 1), got ", momentum));
+  }
+  if (momentum != 0 && kind != Kind::kMomentum && kind != Kind::kNesterov &&
+      kind != Kind::kRmsprop) {
+    return Field("momentum", absl::StrCat("is not used by ", type));
+  }
+  if (kind == Kind::kNesterov && momentum == 0) {
+    return Field("momentum", "nesterov needs a momentum above 0");
+  }
+  rule.momentum = static_cast<float>(momentum);
+  const double decay = spec.has_weight_decay() ? spec.weight_decay()
+                                                : (kind == Kind::kAdamW ? 1e-2 : 0.0);
+  if (!(decay >= 0) || !std::isfinite(decay)) {
+    return Field("weight_decay", absl::StrCat("must be 0 or more, got ", decay));
+  }
+  rule.weight_decay = static_cast<float>(decay);
+  if (spec.betas_size() != 0) {
+    if (!adam) return Field("betas", absl::StrCat("is not used by ", type));
+    if (spec.betas_size() != 2) return Field("betas", "must be two numbers [beta1, beta2]");
+    for (double b : spec.betas()) {
+      if (!(b >= 0 && b < 1)) return Field("betas", absl::StrCat("must be in [0, 1), got ", b));
     }
-    return std::make_unique<Momentum>(static_cast<float>(lr), static_cast<float>(spec.momentum()),
-                                      num_parameters);
+    rule.beta1 = static_cast<float>(spec.betas(0));
+    rule.beta2 = static_cast<float>(spec.betas(1));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("optimizer.type: unknown optimizer '", spec.type(), "'; expected sgd or momentum"));
+  if (spec.has_eps()) {
+    if (!(spec.eps() > 0) || !std::isfinite(spec.eps())) {
+      return Field("eps", absl::StrCat("must be a positive number, got ", spec.eps()));
+    }
+    if (!adam && kind != Kind::kAdagrad && kind != Kind::kRmsprop) {
+      return Field("eps", absl::StrCat("is not used by ", type));
+    }
+    rule.eps = static_cast<float>(spec.eps());
+  } else {
+    rule.eps = kind == Kind::kAdagrad ? 1e-10f : 1e-8f;
+  }
+  if (spec.has_alpha()) {
+    if (kind != Kind::kRmsprop) return Field("alpha", absl::StrCat("is not used by ", type));
+    if (!(spec.alpha() >= 0 && spec.alpha() < 1)) {
+      return Field("alpha", absl::StrCat("must be in [0, 1), got ", spec.alpha()));
+    }
+    rule.alpha = static_cast<float>(spec.alpha());
+  }
+  if (spec.lr_decay() != 0) {
+    if (kind != Kind::kAdagrad) return Field("lr_decay", absl::StrCat("is not used by ", type));
+    if (!(spec.lr_decay() >= 0)) return Field("lr_decay", "must be 0 or more");
+  }
+  return std::make_unique<RuleOptimizer>(kind, rule, spec.lr_decay(), num_parameters);
 }
 
 }  // namespace psgrid

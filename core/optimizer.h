@@ -3,6 +3,8 @@
 //
 //   sgd:      W ← W − η·g
 //   momentum: V ← μ·V − η·g;  W ← W + V   (equals torch.optim.SGD(momentum=μ) at constant η)
+//   nesterov, adagrad, rmsprop, adam, adamw: torch.optim's rules and defaults (see the
+//   Backend's kernels); weight_decay where torch has it.
 //
 // Works on a flat parameter arena (ParameterSet::values()). Holds its state (the velocity)
 // itself, named so that snapshots can save and restore it. Not thread-safe.
@@ -23,10 +25,16 @@ namespace psgrid {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  // One update of `weights` (n elements) from the gradient grad_scale·`grads` (n elements).
+  // One update of `weights` (n elements) from the gradient grad_scale·`grads` (n elements):
+  // the next step (BeginStep(steps() + 1)) applied to the whole arena.
   void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale = 1.0f) {
+    BeginStep(step_ + 1);
     Update(backend, weights, grads, grad_scale, 0, weights.size());
   }
+  // Makes step t (1-based: Adam's bias correction, Adagrad's decay) the one Update applies.
+  // The parameter server calls it with its version + 1, so a restored job goes on exactly.
+  virtual void BeginStep(int64_t t) { step_ = t; }
+  int64_t step() const { return step_; }
   // The same update restricted to elements [begin, end): one step may be applied as disjoint
   // ranges that together cover the arena, each once (the parameter server applies a layer as
   // soon as every worker's gradient of it is in). The result equals Step's.
@@ -34,6 +42,9 @@ class Optimizer {
                       int64_t begin, int64_t end) = 0;
   // Named state buffers (e.g. {"velocity", ...}); empty for plain SGD.
   virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;
+
+ private:
+  int64_t step_ = 0;
 };
 
 // From the spec, for a parameter arena of `num_parameters` floats. INVALID_ARGUMENT names the

@@ -124,7 +124,10 @@ void ApplyJobSpecDefaults(v1::JobSpec* spec) {
   if (training->epochs() == 0) training->set_epochs(1);
   v1::OptimizerSpec* opt = spec->mutable_optimizer();
   if (opt->type().empty()) opt->set_type("sgd");
-  if (opt->learning_rate() == 0) opt->set_learning_rate(0.01);
+  // torch.optim's defaults: 1e-3 for Adam and AdamW, 1e-2 for the others.
+  if (opt->learning_rate() == 0) {
+    opt->set_learning_rate(opt->type() == "adam" || opt->type() == "adamw" ? 1e-3 : 1e-2);
+  }
 }
 
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
@@ -150,7 +153,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (t.epochs() < 1) return FieldError("training.epochs", "must be at least 1");
   if (t.max_steps() < 0) return FieldError("training.max_steps", "must be 0 (no limit) or more");
   const v1::OptimizerSpec& o = spec.optimizer();
-  if (absl::Status s = CheckOneOf("optimizer.type", o.type(), {"sgd", "momentum"}); !s.ok()) {
+  // The type and learning rate here; every other field is checked, per type, where the
+  // optimizer is built (core/optimizer.h), at submit time too.
+  if (absl::Status s = CheckOneOf("optimizer.type", o.type(),
+                                  {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                                   "adamw"});
+      !s.ok()) {
     return s;
   }
   if (!(o.learning_rate() > 0) || !std::isfinite(o.learning_rate())) {
@@ -158,9 +166,6 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   if (!(o.momentum() >= 0 && o.momentum() < 1)) {
     return FieldError("optimizer.momentum", "must be in [0, 1)");
-  }
-  if (o.type() == "sgd" && o.momentum() != 0) {
-    return FieldError("optimizer.momentum", "is only used by type: momentum");
   }
   const v1::SnapshotSpec& snap = spec.snapshot();
   if (snap.every_steps() < 0) return FieldError("snapshot.every_steps", "must be 0 (off) or more");

@@ -212,7 +212,8 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   if (all_from < applied_from_) {
     if (samples_this_step_ > 0) {
       // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
-      // sole gradient is a mean already).
+      // sole gradient is a mean already). The update makes version_ + 1.
+      optimizer_->BeginStep(version_ + 1);
       optimizer_->Update(*backend_, model_->parameters().values(),
                          sole ? *push.gradients : gradient_sum_,
                          sole ? 1.0f : 1.0f / static_cast<float>(samples_this_step_), all_from,

@@ -1,5 +1,6 @@
 // Snapshots of a running job through the server's domain objects: on demand and periodic, with
 // the optimizer's state, pruned to keep_last, verified, corrupted, and read back as weights.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -211,14 +212,15 @@ class Trainer {
   std::vector<int32_t> labels_;
 };
 
-v1::JobSpec ResumeSpec() {
+v1::JobSpec ResumeSpec(
+    const std::string& optimizer = "{type: momentum, learning_rate: 0.05, momentum: 0.9}") {
   auto spec = ParseJobSpec(
       "name: resume\n"
       "model: {layers: [{type: dense, units: 5}, {type: tanh}, {type: dense, units: 1}], "
       "loss: mse, init: {seed: 3}}\n"
       "data: {dataset: csv, path: " + WriteLinearCsv("resume.csv") + ", seed: 9}\n"
       "training: {batch_size: 16, epochs: 3}\n"
-      "optimizer: {type: momentum, learning_rate: 0.05, momentum: 0.9}\n",
+      "optimizer: " + optimizer + "\n",
       "spec");
   EXPECT_OK(spec);
   return *spec;
@@ -230,8 +232,10 @@ Tensor CurrentWeights(Job& job) {
   return *snap->values;
 }
 
-TEST(SnapshotResume, AJobResumedByARestartedServerEndsWithTheWeightsOfAnUninterruptedRun) {
-  const v1::JobSpec spec = ResumeSpec();
+class SnapshotResumeTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SnapshotResumeTest, AJobResumedByARestartedServerEndsWithTheWeightsOfAnUninterruptedRun) {
+  const v1::JobSpec spec = ResumeSpec(GetParam());
   const int64_t k = 17, n = 30;  // k inside the second epoch (13 steps per epoch)
   Tensor uninterrupted;
   {
@@ -246,7 +250,9 @@ TEST(SnapshotResume, AJobResumedByARestartedServerEndsWithTheWeightsOfAnUninterr
     uninterrupted = CurrentWeights(*job);
   }
   JobManagerOptions options;
-  options.data_dir = TempPath("resume_data");
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::replace(name.begin(), name.end(), '/', '_');
+  options.data_dir = TempPath(name);  // one per optimizer
   std::string id;
   {
     JobManager manager(options);
@@ -284,6 +290,11 @@ TEST(SnapshotResume, AJobResumedByARestartedServerEndsWithTheWeightsOfAnUninterr
   }
   EXPECT_LE(worst, 1e-6);
 }
+
+// Momentum keeps a velocity; Adam two moments and a step count (the job's version).
+INSTANTIATE_TEST_SUITE_P(Optimizers, SnapshotResumeTest,
+                         ::testing::Values("{type: momentum, learning_rate: 0.05, momentum: 0.9}",
+                                           "{type: adam, learning_rate: 0.01}"));
 
 TEST_F(SnapshotTest, RestoringARunningJobRollsItBackAndTellsItsWorker) {
   Start("");

@@ -5,7 +5,7 @@ Reads DIR/manifest.json (layers, loss, tensor shapes) and the raw little-endian 
 names, builds the equivalent torch.nn.Sequential, loads psgrid's parameters with
 load_state_dict(strict=True), runs forward, loss and backward in float64, and writes
 DIR/loss.txt and DIR/grads.bin (the gradients in state-dict order, float32).
-With "optimizer" in the manifest it instead applies torch.optim.SGD with the given gradient
+With "optimizer" in the manifest it instead applies torch.optim.<class>(**kwargs) with the given gradient
 sequence and writes DIR/weights.bin.
 """
 import json
@@ -54,7 +54,10 @@ def gradients(d, m):
 def optimizer_steps(d, m):
     o = m["optimizer"]
     w = torch.nn.Parameter(read(d, "w", [m["n"]]).double())
-    opt = torch.optim.SGD([w], lr=o["lr"], momentum=o["momentum"])
+    kwargs = dict(o["kwargs"])
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    opt = getattr(torch.optim, o["class"])([w], **kwargs)
     grads = read(d, "g", [o["steps"], m["n"]]).double()
     for s in range(o["steps"]):
         w.grad = grads[s].clone()

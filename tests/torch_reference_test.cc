@@ -15,6 +15,7 @@
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/rng.h"
+#include "proto/job_spec_codec.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
@@ -119,37 +120,66 @@ TEST(TorchReference, MlpGradientsWithMseMatchTorch) {
   CompareWithTorch(MakeModelSpec({{"dense", 9}, {"relu", 0}, {"dense", 3}}, "mse"), 4, 6, 3);
 }
 
-TEST(TorchReference, MomentumMatchesTorchOptimSgd) {
-  if (!TorchAvailable()) GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
-  constexpr int64_t kN = 50;
-  constexpr int kSteps = 5;
-  Rng rng(5);
-  Tensor w({kN});
-  for (float& v : w.span()) v = rng.Uniform(-1.0f, 1.0f);
-  std::vector<float> grads(kN * kSteps);
-  for (float& g : grads) g = rng.Uniform(-1.0f, 1.0f);
-  const std::string dir = MakeTempDir();
-  ASSERT_FALSE(dir.empty());
-  WriteRaw(dir, "w", w.data(), kN);
-  WriteRaw(dir, "g", grads.data(), grads.size());
-  std::ofstream(dir + "/manifest.json") << "{\"n\": " << kN << ", \"optimizer\": {\"lr\": 0.05, "
-                                        << "\"momentum\": 0.9, \"steps\": " << kSteps << "}}";
-  ASSERT_TRUE(RunTorch(dir));
+struct OptimizerCase {
+  const char* yaml;         // our spec (the optimizer: field)
+  const char* torch_class;  // torch.optim.<class>
+  const char* torch_kwargs;  // JSON
+};
 
-  CpuBackend backend;
-  v1::OptimizerSpec spec;
-  spec.set_type("momentum");
-  spec.set_learning_rate(0.05);
-  spec.set_momentum(0.9);
-  auto opt = CreateOptimizer(spec, kN);
-  ASSERT_OK(opt);
-  for (int s = 0; s < kSteps; ++s) {
-    Tensor g = Tensor::View(grads.data() + s * kN, {kN});
-    (*opt)->Step(backend, w, g);
+TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
+  if (!TorchAvailable()) GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
+  const OptimizerCase cases[] = {
+      {"{type: momentum, learning_rate: 0.05, momentum: 0.9}", "SGD",
+       R"({"lr": 0.05, "momentum": 0.9})"},
+      {"{type: sgd, learning_rate: 0.05, weight_decay: 0.01}", "SGD",
+       R"({"lr": 0.05, "weight_decay": 0.01})"},
+      {"{type: momentum, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.01}", "SGD",
+       R"({"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01})"},
+      {"{type: nesterov, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.01}", "SGD",
+       R"({"lr": 0.05, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01})"},
+      {"{type: adagrad, learning_rate: 0.05, lr_decay: 0.01, weight_decay: 0.01}", "Adagrad",
+       R"({"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.01})"},
+      {"{type: rmsprop, learning_rate: 0.01}", "RMSprop", R"({"lr": 0.01})"},
+      {"{type: rmsprop, learning_rate: 0.01, alpha: 0.9, momentum: 0.5, weight_decay: 0.01}",
+       "RMSprop", R"({"lr": 0.01, "alpha": 0.9, "momentum": 0.5, "weight_decay": 0.01})"},
+      {"{type: adam}", "Adam", R"({})"},
+      {"{type: adam, learning_rate: 0.01, betas: [0.8, 0.99], eps: 1e-6, weight_decay: 0.01}",
+       "Adam", R"({"lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.01})"},
+      {"{type: adamw, learning_rate: 0.01}", "AdamW", R"({"lr": 0.01})"},
+  };
+  constexpr int64_t kN = 50;
+  constexpr int kSteps = 6;
+  for (const OptimizerCase& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    Rng rng(5);
+    Tensor w({kN});
+    for (float& v : w.span()) v = rng.Uniform(-1.0f, 1.0f);
+    std::vector<float> grads(kN * kSteps);
+    for (float& g : grads) g = rng.Uniform(-1.0f, 1.0f);
+    const std::string dir = MakeTempDir();
+    ASSERT_FALSE(dir.empty());
+    WriteRaw(dir, "w", w.data(), kN);
+    WriteRaw(dir, "g", grads.data(), grads.size());
+    std::ofstream(dir + "/manifest.json")
+        << "{\"n\": " << kN << ", \"optimizer\": {\"class\": \"" << c.torch_class
+        << "\", \"kwargs\": " << c.torch_kwargs << ", \"steps\": " << kSteps << "}}";
+    ASSERT_TRUE(RunTorch(dir));
+
+    auto spec = ParseJobSpec(std::string("model: {layers: [{type: dense, units: 1}]}\n"
+                                         "optimizer: ") + c.yaml + "\n",
+                             "case");
+    ASSERT_OK(spec);
+    CpuBackend backend;
+    auto opt = CreateOptimizer(spec->optimizer(), kN);
+    ASSERT_OK(opt);
+    for (int s = 0; s < kSteps; ++s) {
+      Tensor g = Tensor::View(grads.data() + s * kN, {kN});
+      (*opt)->Step(backend, w, g);
+    }
+    const std::vector<float> torch_w = ReadRaw(dir + "/weights.bin");
+    ASSERT_EQ(torch_w.size(), static_cast<size_t>(kN));
+    for (int64_t i = 0; i < kN; ++i) EXPECT_NEAR(w[i], torch_w[i], 1e-6) << "w[" << i << "]";
   }
-  const std::vector<float> torch_w = ReadRaw(dir + "/weights.bin");
-  ASSERT_EQ(torch_w.size(), static_cast<size_t>(kN));
-  for (int64_t i = 0; i < kN; ++i) EXPECT_NEAR(w[i], torch_w[i], 1e-6) << "w[" << i << "]";
 }
 
 }  // namespace

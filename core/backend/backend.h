@@ -16,6 +16,18 @@ namespace psgrid {
 
 enum class Trans { kNo, kYes };
 
+// The hyper-parameters of one optimizer step (torch.optim's names).
+struct UpdateRule {
+  float lr = 0;
+  float momentum = 0;
+  float weight_decay = 0;
+  float beta1 = 0.9f, beta2 = 0.999f;  // Adam
+  float eps = 1e-8f;                   // Adam, RMSprop, Adagrad
+  float alpha = 0.99f;                 // RMSprop
+  float bias_correction1 = 1, bias_correction2 = 1;  // Adam: 1 − β^t
+  float grad_scale = 1;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -56,14 +68,29 @@ class Backend {
   // are ignored, not multiplied.
   virtual void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) = 0;
 
-  // Optimizer kernels over n parameters, on the gradient g = grad_scale·grad (so that a sum of
-  // gradients becomes their mean in the same pass).
+  // Optimizer kernels over n parameters, as torch.optim defines them, on the gradient
+  // g = rule.grad_scale·grad (+ rule.weight_decay·w where torch adds it), so that a sum of
+  // gradients becomes their mean in the same pass.
   // SGD: w ← w − lr·g.
-  virtual void SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
-                         float* weights) = 0;
-  // Momentum: v ← μ·v − lr·g; w ← w + v.
-  virtual void MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale,
-                              const float* grad, float* velocity, float* weights) = 0;
+  virtual void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) = 0;
+  // Momentum: v ← μ·v − lr·g; w ← w + v (torch's buf = −v/lr at a constant lr).
+  virtual void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad,
+                              float* velocity, float* w) = 0;
+  // Nesterov: b ← μ·b + g; w ← w − lr·(g + μ·b).
+  virtual void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+                              float* w) = 0;
+  // Adagrad: s ← s + g²; w ← w − lr·g / (√s + eps) (rule.lr already decayed).
+  virtual void AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
+                             float* w) = 0;
+  // RMSprop: a ← α·a + (1−α)·g²; d = g / (√a + eps); with momentum b ← μ·b + d, w ← w − lr·b,
+  // else w ← w − lr·d. `buf` may be null without momentum.
+  virtual void RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad,
+                             float* square_avg, float* buf, float* w) = 0;
+  // Adam: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+  // w ← w − (lr/bc1)·m / (√v/√bc2 + eps), bc = 1 − β^t. AdamW (`decoupled`): the weight decay
+  // is w ← w·(1 − lr·λ) first, not added to g.
+  virtual void AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad,
+                          float* m, float* v, float* w) = 0;
 };
 
 }  // namespace psgrid

@@ -107,21 +107,73 @@ void CpuBackend::Axpby(int64_t n, float alpha, const float* x, float beta, float
   }
 }
 
-void CpuBackend::SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
-                           float* weights) {
-  if (grad_scale == 1.0f) {
-    for (int64_t i = 0; i < n; ++i) weights[i] -= lr * grad[i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) weights[i] -= lr * (grad_scale * grad[i]);
+void CpuBackend::SgdUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
+                           float* __restrict w) {
+  for (int64_t i = 0; i < n; ++i) w[i] -= r.lr * (r.grad_scale * grad[i] + r.weight_decay * w[i]);
+}
+
+void CpuBackend::MomentumUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
+                                float* __restrict velocity, float* __restrict w) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = r.momentum * velocity[i] - r.lr * (r.grad_scale * grad[i] + r.weight_decay * w[i]);
+    velocity[i] = v;
+    w[i] += v;
   }
 }
 
-void CpuBackend::MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale,
-                                const float* grad, float* velocity, float* weights) {
+void CpuBackend::NesterovUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
+                                float* __restrict buf, float* __restrict w) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = momentum * velocity[i] - lr * (grad_scale * grad[i]);
-    velocity[i] = v;
-    weights[i] += v;
+    const float g = r.grad_scale * grad[i] + r.weight_decay * w[i];
+    const float b = r.momentum * buf[i] + g;
+    buf[i] = b;
+    w[i] -= r.lr * (g + r.momentum * b);
+  }
+}
+
+void CpuBackend::AdagradUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
+                               float* __restrict sum, float* __restrict w) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = r.grad_scale * grad[i] + r.weight_decay * w[i];
+    const float s = sum[i] + g * g;
+    sum[i] = s;
+    w[i] -= r.lr * g / (std::sqrt(s) + r.eps);
+  }
+}
+
+void CpuBackend::RmspropUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
+                               float* __restrict square_avg, float* __restrict buf,
+                               float* __restrict w) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = r.grad_scale * grad[i] + r.weight_decay * w[i];
+    const float a = r.alpha * square_avg[i] + (1.0f - r.alpha) * g * g;
+    square_avg[i] = a;
+    const float d = g / (std::sqrt(a) + r.eps);
+    if (buf != nullptr) {
+      const float b = r.momentum * buf[i] + d;
+      buf[i] = b;
+      w[i] -= r.lr * b;
+    } else {
+      w[i] -= r.lr * d;
+    }
+  }
+}
+
+void CpuBackend::AdamUpdate(int64_t n, const UpdateRule& r, bool decoupled,
+                            const float* __restrict grad, float* __restrict m,
+                            float* __restrict v, float* __restrict w) {
+  const float step_size = r.lr / r.bias_correction1;
+  const float root_bc2 = std::sqrt(r.bias_correction2);
+  const float coupled = decoupled ? 0.0f : r.weight_decay;
+  const float shrink = decoupled ? 1.0f - r.lr * r.weight_decay : 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float wi = w[i] * shrink;
+    const float g = r.grad_scale * grad[i] + coupled * w[i];
+    const float mi = r.beta1 * m[i] + (1.0f - r.beta1) * g;
+    const float vi = r.beta2 * v[i] + (1.0f - r.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - step_size * mi / (std::sqrt(vi) / root_bc2 + r.eps);
   }
 }
 

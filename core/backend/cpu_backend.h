@@ -27,10 +27,17 @@ class CpuBackend final : public Backend {
   double MeanSquaredError(int64_t n, const float* pred, const float* target,
                           float* dpred) override;
   void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
-  void SgdUpdate(int64_t n, float lr, float grad_scale, const float* grad,
-                 float* weights) override;
-  void MomentumUpdate(int64_t n, float lr, float momentum, float grad_scale, const float* grad,
-                      float* velocity, float* weights) override;
+  void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) override;
+  void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* velocity,
+                      float* w) override;
+  void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+                      float* w) override;
+  void AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
+                     float* w) override;
+  void RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* square_avg,
+                     float* buf, float* w) override;
+  void AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad, float* m,
+                  float* v, float* w) override;
 };
 
 // Threads of the OpenBLAS pool (process-wide in OpenBLAS itself); n <= 0 leaves it as is.
