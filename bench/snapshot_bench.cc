@@ -3,7 +3,7 @@
 //
 //   build/bench/snapshot_bench [--sizes-mb 10,100,1000] [--dir DIR] [--out FILE.json]
 //
-// For each size, a job whose momentum optimizer keeps parameters + velocity (2 x the size of
+// For each size, a job whose momentum optimizer keeps parameters + momentum buffer (2 x the size of
 // state) trains through Job::PushGradients, as the parameter server does:
 //   stall      = (a step at which a periodic snapshot is taken) - (a step without), median of
 //                3 pairs; against a memcpy of the whole state (the "one in-memory copy" bound).
@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
                     {"stall_over_memcpy", r.stall / r.memcpy_time},
                     {"write_over_disk", r.disk_time / r.write_time}});
   }
-  std::printf("\nState = parameters + momentum velocity. Stall: extra time of the step that takes "
+  std::printf("\nState = parameters + momentum buffer. Stall: extra time of the step that takes "
               "a periodic snapshot (median of 5). Write: the files of an on-demand snapshot (written, "
               "fsynced, renamed).\n");
   std::ofstream(out) << nlohmann::json({{"benchmark", "snapshot"}, {"dir", dir}, {"rows", rows}})

@@ -22,12 +22,18 @@ class RuleOptimizer final : public Optimizer {
  public:
   enum class Kind { kSgd, kMomentum, kNesterov, kAdagrad, kRmsprop, kAdam, kAdamW };
 
-  RuleOptimizer(Kind kind, UpdateRule rule, double lr_decay, int64_t n)
-      : kind_(kind), base_(rule), rule_(rule), lr_decay_(lr_decay) {
+  RuleOptimizer(Kind kind, UpdateRule rule, double lr_decay, v1::ScheduleSpec schedule,
+                int64_t cosine_steps, int64_t n)
+      : kind_(kind),
+        base_(rule),
+        rule_(rule),
+        lr_decay_(lr_decay),
+        schedule_(std::move(schedule)),
+        cosine_steps_(cosine_steps) {
     auto add = [&](const char* name) { state_.emplace_back(name, Tensor({n})); };
     switch (kind) {
       case Kind::kSgd: break;
-      case Kind::kMomentum: add("velocity"); break;
+      case Kind::kMomentum: add("momentum_buffer"); break;
       case Kind::kNesterov: add("momentum_buffer"); break;
       case Kind::kAdagrad: add("sum"); break;
       case Kind::kRmsprop:
@@ -45,12 +51,13 @@ class RuleOptimizer final : public Optimizer {
   void BeginStep(int64_t t) override {
     Optimizer::BeginStep(t);
     rule_ = base_;
+    rule_.lr = static_cast<float>(ScheduleFactor(schedule_, base_.lr, cosine_steps_, t));
     if (kind_ == Kind::kAdam || kind_ == Kind::kAdamW) {
       rule_.bias_correction1 = static_cast<float>(1.0 - std::pow(base_.beta1, t));
       rule_.bias_correction2 = static_cast<float>(1.0 - std::pow(base_.beta2, t));
     }
     if (kind_ == Kind::kAdagrad) {
-      rule_.lr = static_cast<float>(base_.lr / (1.0 + static_cast<double>(t - 1) * lr_decay_));
+      rule_.lr = static_cast<float>(rule_.lr / (1.0 + static_cast<double>(t - 1) * lr_decay_));
     }
   }
 
@@ -90,6 +97,8 @@ class RuleOptimizer final : public Optimizer {
   const UpdateRule base_;
   UpdateRule rule_;  // of the current step
   const double lr_decay_;
+  const v1::ScheduleSpec schedule_;
+  const int64_t cosine_steps_;
   std::vector<std::pair<std::string, Tensor>> state_;
 };
 
@@ -99,8 +108,28 @@ absl::Status Field(const std::string& field, const std::string& problem) {
 
 }  // namespace
 
+double ScheduleFactor(const v1::ScheduleSpec& s, double base_lr, int64_t cosine_steps,
+                      int64_t t) {
+  int64_t k = t - 1;
+  if (k < s.warmup_steps()) {
+    return base_lr * static_cast<double>(k + 1) / static_cast<double>(s.warmup_steps());
+  }
+  k -= s.warmup_steps();
+  if (s.type() == "step") {
+    const double gamma = s.gamma() != 0 ? s.gamma() : 0.1;
+    return base_lr * std::pow(gamma, static_cast<double>(k / s.step_size()));
+  }
+  if (s.type() == "cosine" && cosine_steps > 0) {
+    const double progress =
+        static_cast<double>(std::min(k, cosine_steps)) / static_cast<double>(cosine_steps);
+    return s.min_lr() + (base_lr - s.min_lr()) * (1 + std::cos(M_PI * progress)) / 2;
+  }
+  return base_lr;
+}
+
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
-                                                           int64_t num_parameters) {
+                                                           int64_t num_parameters,
+                                                           int64_t total_steps) {
   using Kind = RuleOptimizer::Kind;
   const std::string& type = spec.type();
   static constexpr std::pair<const char*, Kind> kKinds[] = {
@@ -171,7 +200,30 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSp
     if (kind != Kind::kAdagrad) return Field("lr_decay", absl::StrCat("is not used by ", type));
     if (!(spec.lr_decay() >= 0)) return Field("lr_decay", "must be 0 or more");
   }
-  return std::make_unique<RuleOptimizer>(kind, rule, spec.lr_decay(), num_parameters);
+  const v1::ScheduleSpec& schedule = spec.schedule();
+  const std::string& stype = schedule.type();
+  if (!stype.empty() && stype != "constant" && stype != "step" && stype != "cosine") {
+    return Field("schedule.type", absl::StrCat("unknown schedule '", stype,
+                                               "'; expected constant, step or cosine"));
+  }
+  if (schedule.warmup_steps() < 0) return Field("schedule.warmup_steps", "must be 0 or more");
+  if (stype == "step" && schedule.step_size() < 1) {
+    return Field("schedule.step_size", "a step schedule needs a step_size of at least 1");
+  }
+  if (!(schedule.gamma() >= 0 && schedule.gamma() <= 1)) {
+    return Field("schedule.gamma", absl::StrCat("must be in (0, 1], got ", schedule.gamma()));
+  }
+  if (schedule.total_steps() < 0) return Field("schedule.total_steps", "must be 0 or more");
+  if (!(schedule.min_lr() >= 0 && schedule.min_lr() <= lr)) {
+    return Field("schedule.min_lr", "must be between 0 and the learning rate");
+  }
+  int64_t cosine_steps = schedule.total_steps();
+  if (cosine_steps == 0) cosine_steps = std::max<int64_t>(total_steps - schedule.warmup_steps(), 0);
+  if (stype == "cosine" && cosine_steps == 0) {
+    return Field("schedule.total_steps", "a cosine schedule needs its length");
+  }
+  return std::make_unique<RuleOptimizer>(kind, rule, spec.lr_decay(), schedule, cosine_steps,
+                                         num_parameters);
 }
 
 }  // namespace psgrid

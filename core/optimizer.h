@@ -2,11 +2,13 @@
 // used by the single-process trainer now and by the parameter server later.
 //
 //   sgd:      W ← W − η·g
-//   momentum: V ← μ·V − η·g;  W ← W + V   (equals torch.optim.SGD(momentum=μ) at constant η)
+//   momentum: B ← μ·B + g;  W ← W − η·B   (torch.optim.SGD(momentum=μ); with V = −η·B it is
+//             V ← μ·V − η·g, W ← W + V at a constant η)
 //   nesterov, adagrad, rmsprop, adam, adamw: torch.optim's rules and defaults (see the
 //   Backend's kernels); weight_decay where torch has it.
 //
-// Works on a flat parameter arena (ParameterSet::values()). Holds its state (the velocity)
+// Works on a flat parameter arena (ParameterSet::values()). Holds its state (e.g. the momentum
+// buffer)
 // itself, named so that snapshots can save and restore it. Not thread-safe.
 #ifndef PSGRID_CORE_OPTIMIZER_H_
 #define PSGRID_CORE_OPTIMIZER_H_
@@ -40,7 +42,7 @@ class Optimizer {
   // soon as every worker's gradient of it is in). The result equals Step's.
   virtual void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
                       int64_t begin, int64_t end) = 0;
-  // Named state buffers (e.g. {"velocity", ...}); empty for plain SGD.
+  // Named state buffers, as torch names them (e.g. {"momentum_buffer"}); empty for plain SGD.
   virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;
 
  private:
@@ -49,8 +51,15 @@ class Optimizer {
 
 // From the spec, for a parameter arena of `num_parameters` floats. INVALID_ARGUMENT names the
 // field for an unknown type or an impossible hyper-parameter.
+// `total_steps` (the job's) is the cosine schedule's default length.
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
-                                                           int64_t num_parameters);
+                                                           int64_t num_parameters,
+                                                           int64_t total_steps = 0);
+
+// The learning-rate factor of step t (1-based) under `schedule` (see job.proto), with T the
+// cosine length already resolved. Exposed for tests.
+double ScheduleFactor(const v1::ScheduleSpec& schedule, double base_lr, int64_t cosine_steps,
+                      int64_t t);
 
 }  // namespace psgrid
 

@@ -72,7 +72,8 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   if (!spec.model().init_from().empty()) {
     RETURN_IF_ERROR(LoadWeightsFile(spec.model().init_from(), "model.init_from", &params));
   }
-  ASSIGN_OR_RETURN(job->optimizer_, CreateOptimizer(spec.optimizer(), params.total_size()));
+  ASSIGN_OR_RETURN(job->optimizer_,
+                   CreateOptimizer(spec.optimizer(), params.total_size(), job->total_steps_));
   job->layout_ = params.infos();
   job->arena_size_ = params.total_size();
   job->gradient_sum_ = Tensor({params.total_size()});

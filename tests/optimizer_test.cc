@@ -30,24 +30,24 @@ TEST(Optimizer, SgdSubtractsTheScaledGradient) {
   EXPECT_TRUE((*opt)->State().empty());
 }
 
-TEST(Optimizer, MomentumAccumulatesVelocityOverSteps) {
+TEST(Optimizer, MomentumAccumulatesItsBufferOverSteps) {
   CpuBackend backend;
   auto opt = CreateOptimizer(Spec("momentum", 0.1, 0.9), 1);
   ASSERT_OK(opt);
   Tensor w({1}, std::vector<float>{1.0f});
-  // v1 = -0.1*1 = -0.1, w = 0.9; v2 = 0.9*-0.1 - 0.1*2 = -0.29, w = 0.61;
-  // v3 = 0.9*-0.29 - 0.1*(-1) = -0.161, w = 0.449.
+  // b1 = 1, w = 1 - 0.1*1 = 0.9; b2 = 0.9*1 + 2 = 2.9, w = 0.61;
+  // b3 = 0.9*2.9 - 1 = 1.61, w = 0.449 (the velocity form: v = -0.1*b).
   const float grads[] = {1.0f, 2.0f, -1.0f};
   const float expected_w[] = {0.9f, 0.61f, 0.449f};
-  const float expected_v[] = {-0.1f, -0.29f, -0.161f};
+  const float expected_b[] = {1.0f, 2.9f, 1.61f};
   for (int i = 0; i < 3; ++i) {
     Tensor g({1}, std::vector<float>{grads[i]});
     (*opt)->Step(backend, w, g);
     EXPECT_NEAR(w[0], expected_w[i], 1e-6) << "step " << i + 1;
     auto state = (*opt)->State();
     ASSERT_EQ(state.size(), 1u);
-    EXPECT_EQ(state[0].first, "velocity");
-    EXPECT_NEAR((*state[0].second)[0], expected_v[i], 1e-6) << "step " << i + 1;
+    EXPECT_EQ(state[0].first, "momentum_buffer");
+    EXPECT_NEAR((*state[0].second)[0], expected_b[i], 1e-6) << "step " << i + 1;
   }
 }
 
@@ -124,6 +124,39 @@ TEST(Optimizer, FieldsAnOptimizerDoesNotUseOrCannotTakeAreRefusedByName) {
     EXPECT_STATUS(make(input), absl::StatusCode::kInvalidArgument, message);
   }
   EXPECT_OK(make("rmsprop momentum 0.5 alpha 0.9 eps 1e-6 weight_decay 0.1"));
+}
+
+TEST(Optimizer, SchedulesGiveTheLearningRateOfEachStep) {
+  v1::ScheduleSpec step;
+  step.set_type("step");
+  step.set_step_size(2);
+  step.set_gamma(0.5);
+  v1::ScheduleSpec warmup;
+  warmup.set_warmup_steps(3);
+  v1::ScheduleSpec cosine;
+  cosine.set_type("cosine");
+  // t = 1, 2, ...: step halves every 2 steps; warm-up climbs over 3; cosine over 4 steps to 0.
+  const double expect_step[] = {1, 1, 0.5, 0.5, 0.25};
+  const double expect_warmup[] = {1.0 / 3, 2.0 / 3, 1, 1, 1};
+  const double expect_cosine[] = {1, 0.8535534, 0.5, 0.1464466, 0, 0};
+  for (int t = 1; t <= 5; ++t) {
+    EXPECT_NEAR(ScheduleFactor(step, 1.0, 0, t), expect_step[t - 1], 1e-7) << t;
+    EXPECT_NEAR(ScheduleFactor(warmup, 1.0, 0, t), expect_warmup[t - 1], 1e-7) << t;
+  }
+  for (int t = 1; t <= 6; ++t) {
+    EXPECT_NEAR(ScheduleFactor(cosine, 1.0, 4, t), expect_cosine[t - 1], 1e-7) << t;
+  }
+  // A cosine without a length (none given, none from the job) is refused by name.
+  v1::OptimizerSpec spec;
+  spec.set_type("sgd");
+  spec.set_learning_rate(0.1);
+  *spec.mutable_schedule() = cosine;
+  EXPECT_STATUS(CreateOptimizer(spec, 1), absl::StatusCode::kInvalidArgument,
+                "optimizer.schedule.total_steps");
+  EXPECT_OK(CreateOptimizer(spec, 1, /*total_steps=*/100));
+  spec.mutable_schedule()->set_type("exponential");
+  EXPECT_STATUS(CreateOptimizer(spec, 1, 100), absl::StatusCode::kInvalidArgument,
+                "optimizer.schedule.type");
 }
 
 TEST(Optimizer, AStepAppliedInRangesEqualsTheWholeStep) {

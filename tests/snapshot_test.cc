@@ -97,9 +97,11 @@ TEST_F(SnapshotTest, OnDemandSnapshotHoldsWeightsAndOptimizerStateOfItsStep) {
   SnapshotStore store(SnapshotDir());
   auto contents = store.Read(info->id);
   ASSERT_OK(contents);
-  bool velocity = false;
-  for (const auto& [name, tensor] : contents->tensors) velocity |= name == "state.velocity.0.weight";
-  EXPECT_TRUE(velocity);
+  bool momentum = false;
+  for (const auto& [name, tensor] : contents->tensors) {
+    momentum |= name == "state.momentum_buffer.0.weight";
+  }
+  EXPECT_TRUE(momentum);
   EXPECT_EQ(contents->metadata.at("job_id"), job_->id());
   EXPECT_EQ(contents->metadata.at("step"), "5");
   EXPECT_OK(job_->VerifySnapshot(info->id));
@@ -291,7 +293,7 @@ TEST_P(SnapshotResumeTest, AJobResumedByARestartedServerEndsWithTheWeightsOfAnUn
   EXPECT_LE(worst, 1e-6);
 }
 
-// Momentum keeps a velocity; Adam two moments and a step count (the job's version).
+// Momentum keeps a buffer; Adam two moments and a step count (the job's version).
 INSTANTIATE_TEST_SUITE_P(Optimizers, SnapshotResumeTest,
                          ::testing::Values("{type: momentum, learning_rate: 0.05, momentum: 0.9}",
                                            "{type: adam, learning_rate: 0.01}"));

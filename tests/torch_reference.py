@@ -58,10 +58,16 @@ def optimizer_steps(d, m):
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     opt = getattr(torch.optim, o["class"])([w], **kwargs)
+    sched = None
+    if "scheduler" in o:
+        sched = getattr(torch.optim.lr_scheduler, o["scheduler"]["class"])(
+            opt, **o["scheduler"]["kwargs"])
     grads = read(d, "g", [o["steps"], m["n"]]).double()
     for s in range(o["steps"]):
         w.grad = grads[s].clone()
         opt.step()
+        if sched is not None:
+            sched.step()
     w.detach().numpy().astype(np.float32).tofile(os.path.join(d, "weights.bin"))
 
 

@@ -124,6 +124,7 @@ struct OptimizerCase {
   const char* yaml;         // our spec (the optimizer: field)
   const char* torch_class;  // torch.optim.<class>
   const char* torch_kwargs;  // JSON
+  const char* scheduler = nullptr;  // JSON {"class": lr_scheduler.<class>, "kwargs": {...}}
 };
 
 TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
@@ -146,6 +147,15 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
       {"{type: adam, learning_rate: 0.01, betas: [0.8, 0.99], eps: 1e-6, weight_decay: 0.01}",
        "Adam", R"({"lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.01})"},
       {"{type: adamw, learning_rate: 0.01}", "AdamW", R"({"lr": 0.01})"},
+      {"{type: sgd, learning_rate: 0.1, schedule: {type: step, step_size: 2, gamma: 0.5}}", "SGD",
+       R"({"lr": 0.1})", R"({"class": "StepLR", "kwargs": {"step_size": 2, "gamma": 0.5}})"},
+      {"{type: adam, learning_rate: 0.01, schedule: {type: cosine, total_steps: 6, "
+       "min_lr: 0.001}}",
+       "Adam", R"({"lr": 0.01})",
+       R"({"class": "CosineAnnealingLR", "kwargs": {"T_max": 6, "eta_min": 0.001}})"},
+      {"{type: momentum, learning_rate: 0.05, momentum: 0.9, schedule: {warmup_steps: 3}}", "SGD",
+       R"({"lr": 0.05, "momentum": 0.9})",
+       R"({"class": "LinearLR", "kwargs": {"start_factor": 0.3333333333333333, "total_iters": 2}})"},
   };
   constexpr int64_t kN = 50;
   constexpr int kSteps = 6;
@@ -162,7 +172,9 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
     WriteRaw(dir, "g", grads.data(), grads.size());
     std::ofstream(dir + "/manifest.json")
         << "{\"n\": " << kN << ", \"optimizer\": {\"class\": \"" << c.torch_class
-        << "\", \"kwargs\": " << c.torch_kwargs << ", \"steps\": " << kSteps << "}}";
+        << "\", \"kwargs\": " << c.torch_kwargs << ", \"steps\": " << kSteps
+        << (c.scheduler != nullptr ? std::string(", \"scheduler\": ") + c.scheduler : "")
+        << "}}";
     ASSERT_TRUE(RunTorch(dir));
 
     auto spec = ParseJobSpec(std::string("model: {layers: [{type: dense, units: 1}]}\n"

@@ -1,5 +1,6 @@
 #include "worker/local_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,19 @@ namespace {
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+namespace {
+
+// The steps Run will make (the length of a cosine schedule).
+int64_t PlannedSteps(const v1::JobSpec& spec, int64_t samples) {
+  const v1::TrainingSpec& ts = spec.training();
+  const int64_t batch = static_cast<int64_t>(ts.batch_size()) * ts.workers();
+  int64_t steps = (samples + batch - 1) / batch * ts.epochs();
+  if (ts.max_steps() > 0) steps = std::min(steps, ts.max_steps());
+  return steps;
 }
 
 }  // namespace
@@ -44,7 +58,8 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
         LoadWeightsFile(spec.model().init_from(), "model.init_from", &t->model_->parameters()));
   }
   ASSIGN_OR_RETURN(t->optimizer_,
-                   CreateOptimizer(spec.optimizer(), t->model_->parameters().total_size()));
+                   CreateOptimizer(spec.optimizer(), t->model_->parameters().total_size(),
+                                   PlannedSteps(spec, t->data_.train.size())));
   return t;
 }
 

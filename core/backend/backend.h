@@ -73,9 +73,10 @@ class Backend {
   // gradients becomes their mean in the same pass.
   // SGD: w ← w − lr·g.
   virtual void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) = 0;
-  // Momentum: v ← μ·v − lr·g; w ← w + v (torch's buf = −v/lr at a constant lr).
-  virtual void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad,
-                              float* velocity, float* w) = 0;
+  // Momentum (torch.optim.SGD's form): b ← μ·b + g; w ← w − lr·b. (With V = −lr·b this is
+  // V ← μ·V − lr·g, W ← W + V at a constant lr.)
+  virtual void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+                              float* w) = 0;
   // Nesterov: b ← μ·b + g; w ← w − lr·(g + μ·b).
   virtual void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                               float* w) = 0;

@@ -113,11 +113,11 @@ void CpuBackend::SgdUpdate(int64_t n, const UpdateRule& r, const float* __restri
 }
 
 void CpuBackend::MomentumUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
-                                float* __restrict velocity, float* __restrict w) {
+                                float* __restrict buf, float* __restrict w) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = r.momentum * velocity[i] - r.lr * (r.grad_scale * grad[i] + r.weight_decay * w[i]);
-    velocity[i] = v;
-    w[i] += v;
+    const float b = r.momentum * buf[i] + (r.grad_scale * grad[i] + r.weight_decay * w[i]);
+    buf[i] = b;
+    w[i] -= r.lr * b;
   }
 }
 

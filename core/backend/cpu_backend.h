@@ -28,7 +28,7 @@ class CpuBackend final : public Backend {
                           float* dpred) override;
   void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
   void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) override;
-  void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* velocity,
+  void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                       float* w) override;
   void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                       float* w) override;
