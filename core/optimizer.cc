@@ -108,6 +108,15 @@ absl::Status Field(const std::string& field, const std::string& problem) {
 
 }  // namespace
 
+float ClippedGradScale(Backend& backend, const Tensor& grads, float grad_scale,
+                       double clip_norm) {
+  if (clip_norm <= 0) return grad_scale;
+  const double norm =
+      std::sqrt(backend.SquaredNorm(grads.size(), grads.data())) * std::abs(grad_scale);
+  const double coef = clip_norm / (norm + 1e-6);
+  return coef < 1 ? static_cast<float>(grad_scale * coef) : grad_scale;
+}
+
 double ScheduleFactor(const v1::ScheduleSpec& s, double base_lr, int64_t cosine_steps,
                       int64_t t) {
   int64_t k = t - 1;
@@ -199,6 +208,10 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSp
   if (spec.lr_decay() != 0) {
     if (kind != Kind::kAdagrad) return Field("lr_decay", absl::StrCat("is not used by ", type));
     if (!(spec.lr_decay() >= 0)) return Field("lr_decay", "must be 0 or more");
+  }
+  if (!(spec.clip_norm() >= 0) || !std::isfinite(spec.clip_norm())) {
+    return Field("clip_norm", absl::StrCat("must be 0 (off) or a positive number, got ",
+                                           spec.clip_norm()));
   }
   const v1::ScheduleSpec& schedule = spec.schedule();
   const std::string& stype = schedule.type();

@@ -51,6 +51,11 @@ class Optimizer {
 
 // From the spec, for a parameter arena of `num_parameters` floats. INVALID_ARGUMENT names the
 // field for an unknown type or an impossible hyper-parameter.
+// The grad_scale that clips grad_scale·`grads` to the global L2 norm `clip_norm` as
+// torch.nn.utils.clip_grad_norm_ does (× clip_norm / (norm + 1e-6) when that is below 1);
+// `grad_scale` itself when clip_norm is 0.
+float ClippedGradScale(Backend& backend, const Tensor& grads, float grad_scale, double clip_norm);
+
 // `total_steps` (the job's) is the cosine schedule's default length.
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
                                                            int64_t num_parameters,

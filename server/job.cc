@@ -207,17 +207,21 @@ absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
     ++pushes_this_step_;
     loss_sum_this_step_ += push.loss_sum;
   }
-  // Apply the update where every worker's gradient is in (each has then counted its samples).
+  // Apply the update where every worker's gradient is in (each has then counted its samples);
+  // with clipping, only once the whole gradient is (its norm decides the scale).
   int64_t all_from = 0;
   for (const WorkerState& peer : workers_) all_from = std::max(all_from, peer.ready_from);
+  const double clip_norm = spec_.optimizer().clip_norm();
+  if (clip_norm > 0 && all_from > 0) all_from = applied_from_;
   if (all_from < applied_from_) {
     if (samples_this_step_ > 0) {
       // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
       // sole gradient is a mean already). The update makes version_ + 1.
+      const Tensor& gradient = sole ? *push.gradients : gradient_sum_;
+      float scale = sole ? 1.0f : 1.0f / static_cast<float>(samples_this_step_);
+      scale = ClippedGradScale(*backend_, gradient, scale, clip_norm);
       optimizer_->BeginStep(version_ + 1);
-      optimizer_->Update(*backend_, model_->parameters().values(),
-                         sole ? *push.gradients : gradient_sum_,
-                         sole ? 1.0f : 1.0f / static_cast<float>(samples_this_step_), all_from,
+      optimizer_->Update(*backend_, model_->parameters().values(), gradient, scale, all_from,
                          applied_from_);
     }
     applied_from_ = all_from;

@@ -115,7 +115,9 @@ TEST(JobEquivalence, TwoWorkersAtBatchBEndWhereOneWorkerAtBatch2BEnds) {
   for (const std::string opt : {"{type: sgd, learning_rate: 0.05}",
                                 "{type: momentum, learning_rate: 0.02, momentum: 0.9}",
                                 "{type: adam, learning_rate: 0.01, weight_decay: 0.001}",
-                                "{type: rmsprop, learning_rate: 0.005, momentum: 0.5}"}) {
+                                "{type: rmsprop, learning_rate: 0.005, momentum: 0.5}",
+                                "{type: momentum, learning_rate: 0.05, momentum: 0.9, "
+                                "clip_norm: 0.05}"}) {
     SCOPED_TRACE(opt);
     const Tensor two = TrainThroughJob(Spec(2, 8, opt));
     // The reference is the single-process trainer, which shares no aggregation code with Job.

@@ -105,6 +105,7 @@ TEST(Optimizer, FieldsAnOptimizerDoesNotUseOrCannotTakeAreRefusedByName) {
       if (parts[i] == "weight_decay") spec.set_weight_decay(v);
       if (parts[i] == "beta") spec.add_betas(v);
       if (parts[i] == "lr_decay") spec.set_lr_decay(v);
+      if (parts[i] == "clip_norm") spec.set_clip_norm(v);
     }
     return CreateOptimizer(spec, 1).status();
   };
@@ -118,7 +119,8 @@ TEST(Optimizer, FieldsAnOptimizerDoesNotUseOrCannotTakeAreRefusedByName) {
       {"adam alpha 0.9", "optimizer.alpha"},
       {"rmsprop alpha 1.5", "optimizer.alpha"},
       {"adamw weight_decay -0.1", "optimizer.weight_decay"},
-      {"adam lr_decay 0.1", "optimizer.lr_decay"}};
+      {"adam lr_decay 0.1", "optimizer.lr_decay"},
+      {"sgd clip_norm -1", "optimizer.clip_norm"}};
   for (const auto& [input, message] : refused) {
     SCOPED_TRACE(input);
     EXPECT_STATUS(make(input), absl::StatusCode::kInvalidArgument, message);

@@ -65,6 +65,8 @@ def optimizer_steps(d, m):
     grads = read(d, "g", [o["steps"], m["n"]]).double()
     for s in range(o["steps"]):
         w.grad = grads[s].clone()
+        if "clip_norm" in o:
+            torch.nn.utils.clip_grad_norm_([w], o["clip_norm"])
         opt.step()
         if sched is not None:
             sched.step()

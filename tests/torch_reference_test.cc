@@ -125,6 +125,7 @@ struct OptimizerCase {
   const char* torch_class;  // torch.optim.<class>
   const char* torch_kwargs;  // JSON
   const char* scheduler = nullptr;  // JSON {"class": lr_scheduler.<class>, "kwargs": {...}}
+  double clip_norm = 0;             // torch.nn.utils.clip_grad_norm_ before each step
 };
 
 TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
@@ -156,6 +157,11 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
       {"{type: momentum, learning_rate: 0.05, momentum: 0.9, schedule: {warmup_steps: 3}}", "SGD",
        R"({"lr": 0.05, "momentum": 0.9})",
        R"({"class": "LinearLR", "kwargs": {"start_factor": 0.3333333333333333, "total_iters": 2}})"},
+      // Gradients of norm ~4 (50 values in [-1, 1)): clipped to 1.5.
+      {"{type: adam, learning_rate: 0.01, clip_norm: 1.5}", "Adam", R"({"lr": 0.01})", nullptr,
+       1.5},
+      {"{type: momentum, learning_rate: 0.05, momentum: 0.9, clip_norm: 1.5}", "SGD",
+       R"({"lr": 0.05, "momentum": 0.9})", nullptr, 1.5},
   };
   constexpr int64_t kN = 50;
   constexpr int kSteps = 6;
@@ -174,7 +180,7 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
         << "{\"n\": " << kN << ", \"optimizer\": {\"class\": \"" << c.torch_class
         << "\", \"kwargs\": " << c.torch_kwargs << ", \"steps\": " << kSteps
         << (c.scheduler != nullptr ? std::string(", \"scheduler\": ") + c.scheduler : "")
-        << "}}";
+        << (c.clip_norm > 0 ? absl::StrCat(", \"clip_norm\": ", c.clip_norm) : "") << "}}";
     ASSERT_TRUE(RunTorch(dir));
 
     auto spec = ParseJobSpec(std::string("model: {layers: [{type: dense, units: 1}]}\n"
@@ -186,7 +192,8 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
     ASSERT_OK(opt);
     for (int s = 0; s < kSteps; ++s) {
       Tensor g = Tensor::View(grads.data() + s * kN, {kN});
-      (*opt)->Step(backend, w, g);
+      (*opt)->Step(backend, w, g,
+                   ClippedGradScale(backend, g, 1.0f, spec->optimizer().clip_norm()));
     }
     const std::vector<float> torch_w = ReadRaw(dir + "/weights.bin");
     ASSERT_EQ(torch_w.size(), static_cast<size_t>(kN));

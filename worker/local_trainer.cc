@@ -91,7 +91,9 @@ absl::StatusOr<TrainResult> LocalTrainer::Run(
       GatherBatch(train, indices, &x, &labels, &values);
       ASSIGN_OR_RETURN(LossResult r,
                        model_->ComputeGradients(x, MakeTargets(train, labels, values)));
-      optimizer_->Step(*backend_, params.values(), params.grads());
+      optimizer_->Step(*backend_, params.values(), params.grads(),
+                       ClippedGradScale(*backend_, params.grads(), 1.0f,
+                                        spec_.optimizer().clip_norm()));
       loss_sum += r.loss * static_cast<double>(indices.size());
       correct += r.correct;
       seen += static_cast<int64_t>(indices.size());

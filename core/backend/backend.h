@@ -67,6 +67,8 @@ class Backend {
   // y ← alpha·x + beta·y over n elements (gradient sums). With beta = 0, y's old contents
   // are ignored, not multiplied.
   virtual void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) = 0;
+  // Σ x² over n elements, accumulated in double (gradient clipping by global norm).
+  virtual double SquaredNorm(int64_t n, const float* x) = 0;
 
   // Optimizer kernels over n parameters, as torch.optim defines them, on the gradient
   // g = rule.grad_scale·grad (+ rule.weight_decay·w where torch adds it), so that a sum of

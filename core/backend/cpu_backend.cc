@@ -107,6 +107,12 @@ void CpuBackend::Axpby(int64_t n, float alpha, const float* x, float beta, float
   }
 }
 
+double CpuBackend::SquaredNorm(int64_t n, const float* x) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
+
 void CpuBackend::SgdUpdate(int64_t n, const UpdateRule& r, const float* __restrict grad,
                            float* __restrict w) {
   for (int64_t i = 0; i < n; ++i) w[i] -= r.lr * (r.grad_scale * grad[i] + r.weight_decay * w[i]);

@@ -27,6 +27,7 @@ class CpuBackend final : public Backend {
   double MeanSquaredError(int64_t n, const float* pred, const float* target,
                           float* dpred) override;
   void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
+  double SquaredNorm(int64_t n, const float* x) override;
   void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) override;
   void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                       float* w) override;
