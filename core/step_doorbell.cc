@@ -91,7 +91,9 @@ int64_t StepDoorbell::BlockFloats() {
 StepDoorbell::StepDoorbell(std::unique_ptr<SharedRegion> region) : region_(std::move(region)) {}
 StepDoorbell::~StepDoorbell() = default;
 
-StepDoorbell::Block* StepDoorbell::block() { return reinterpret_cast<Block*>(region_->data()); }
+StepDoorbell::Block* StepDoorbell::block() const {
+  return reinterpret_cast<Block*>(region_->data());
+}
 
 absl::StatusOr<std::unique_ptr<StepDoorbell>> StepDoorbell::Create(const std::string& name) {
   absl::StatusOr<std::unique_ptr<SharedRegion>> region = SharedRegion::Create(name, BlockFloats());
@@ -170,7 +172,7 @@ absl::StatusOr<DoorbellAnswer> StepDoorbell::AwaitAnswer(uint32_t seq, absl::Tim
 }
 
 uint32_t StepDoorbell::LatestRequest() const {
-  return Load(&const_cast<StepDoorbell*>(this)->block()->request_seq);
+  return std::atomic_ref<uint32_t>(block()->request_seq).load(std::memory_order_acquire);
 }
 
 std::optional<DoorbellRequest> StepDoorbell::AwaitRequest(uint32_t seen, absl::Time deadline,

@@ -75,7 +75,7 @@ class StepDoorbell {
   struct Block;
   explicit StepDoorbell(std::unique_ptr<SharedRegion> region);
   static int64_t BlockFloats();
-  Block* block();
+  Block* block() const;  // the shared block (writable: it is the other process's too)
 
   std::unique_ptr<SharedRegion> region_;
 };

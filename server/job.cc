@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "core/data/sampler.h"
 #include "core/io/weights_file.h"
 #include "proto/job_spec_codec.h"
 #include "core/status_macros.h"
@@ -60,10 +61,9 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->spec_ = spec;
   job->backend_ = backend;
   const v1::TrainingSpec& t = spec.training();
-  const int64_t global_batch = static_cast<int64_t>(t.workers()) * t.batch_size();
-  job->steps_per_epoch_ = (data.train_samples + global_batch - 1) / global_batch;
-  job->total_steps_ = job->steps_per_epoch_ * t.epochs();
-  if (t.max_steps() > 0) job->total_steps_ = std::min(job->total_steps_, t.max_steps());
+  job->steps_per_epoch_ =
+      BatchSampler::StepsPerEpoch(data.train_samples, t.batch_size(), t.workers());
+  job->total_steps_ = BatchSampler::PlannedSteps(job->steps_per_epoch_, t.epochs(), t.max_steps());
 
   absl::MutexLock lock(&job->mu_);
   ASSIGN_OR_RETURN(job->model_,
@@ -139,21 +139,18 @@ void Job::SeenLocked(WorkerState* w) {
   }
 }
 
-Job::WorkerState* Job::FindWorkerLocked(const std::string& worker_id) {
+absl::StatusOr<Job::WorkerState*> Job::WorkerLocked(const std::string& worker_id) {
   for (WorkerState& w : workers_) {
     if (w.id == worker_id) return &w;
   }
-  return nullptr;
+  return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
 }
 
 bool Job::EndedLocked() const { return IsEndedState(state_); }
 
 absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
   absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(push.worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", push.worker_id, "'"));
-  }
+  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(push.worker_id));
   SeenLocked(w);
   if (push.step < version_ || (push.step == version_ && w->pushed_step == push.step)) {
     return true;  // a retry of a push that was already counted
@@ -308,10 +305,7 @@ absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl:
 absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
                                 double test_loss, double test_accuracy) {
   absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
-  }
+  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(worker_id));
   SeenLocked(w);
   if (epoch >= epochs_evaluated_) {
     epochs_evaluated_ = epoch;
@@ -327,10 +321,7 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
 
 absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
-  }
+  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(worker_id));
   // Names unique to this server process and job; '/' is not allowed inside them.
   std::string base = absl::StrCat("/psgrid-", getpid(), "-", id_);
   for (size_t i = 1; i < base.size(); ++i) {
@@ -356,38 +347,20 @@ absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worke
                            w->doorbell->name(), arena_size_};
 }
 
-absl::StatusOr<StepDoorbell*> Job::SharedDoorbell(const std::string& worker_id) {
+absl::StatusOr<SharedWorkerMemory> Job::SharedMemoryOf(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
-  }
-  if (w->doorbell == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("worker ", worker_id, " asked for a step doorbell without opening shared memory"));
-  }
-  return w->doorbell.get();
-}
-
-absl::StatusOr<Tensor> Job::SharedGradient(const std::string& worker_id) {
-  absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
-  }
+  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(worker_id));
   if (w->gradient_region == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker ", worker_id, " pushed through shared memory without opening it"));
   }
-  return Tensor::View(w->gradient_region->data(), {arena_size_});
+  return SharedWorkerMemory{Tensor::View(w->gradient_region->data(), {arena_size_}),
+                            w->doorbell.get()};
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Job::Heartbeat(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
-  WorkerState* w = FindWorkerLocked(worker_id);
-  if (w == nullptr) {
-    return absl::NotFoundError(absl::StrCat("job ", id_, " has no worker '", worker_id, "'"));
-  }
+  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(worker_id));
   SeenLocked(w);
   v1::HeartbeatResponse r;
   r.set_state(state_);
@@ -514,7 +487,6 @@ void Job::MaybeSnapshotLocked(absl::Time now) {
   }
   snapshot_due_ = false;
   last_snapshot_ = now;
-  ++snapshots_taken_;
   snapshotter_->TryStart(CaptureLocked());
 }
 
@@ -570,7 +542,7 @@ absl::Status Job::Restore(const SnapshotContents& snapshot) {
     }
     copies.emplace_back(dst, it->second);
     return absl::OkStatus();
-  }; 
+  };
   if (snapshot.step < 0 || snapshot.step > total_steps_) {
     return absl::InvalidArgumentError(absl::StrCat("snapshot ", snapshot.id, " is of step ",
                                                    snapshot.step, "; job ", id_, " has ",
@@ -681,18 +653,22 @@ absl::StatusOr<SnapshotInfo> Job::TakeSnapshot(absl::Time deadline) {
   SnapshotContents contents;
   {
     absl::MutexLock lock(&mu_);
-    auto between_steps = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return applied_from_ == arena_size_ || EndedLocked();
-    };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&between_steps), deadline)) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("job ", id_, " did not reach a step boundary in time"));
-    }
+    RETURN_IF_ERROR(AwaitStepBoundaryLocked(deadline));
     contents = CaptureLocked();
     last_snapshot_ = absl::Now();
-    ++snapshots_taken_;
   }
   return snapshotter_->Write(std::move(contents), deadline);
+}
+
+absl::Status Job::AwaitStepBoundaryLocked(absl::Time deadline) const {
+  auto between_steps = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return applied_from_ == arena_size_ || EndedLocked();
+  };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&between_steps), deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("job ", id_, " did not reach a step boundary in time"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<SnapshotInfo>> Job::ListSnapshots() const {
@@ -719,10 +695,7 @@ absl::StatusOr<NamedWeights> Job::Weights(const std::string& snapshot_id) const 
   if (snapshot_id.empty()) {
     absl::MutexLock lock(&mu_);
     // Between steps, or the arena would mix two versions.
-    auto between_steps = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return applied_from_ == arena_size_ || EndedLocked();
-    };
-    mu_.AwaitWithDeadline(absl::Condition(&between_steps), absl::Now() + absl::Seconds(30));
+    RETURN_IF_ERROR(AwaitStepBoundaryLocked(absl::Now() + absl::Seconds(30)));
     w.step = version_;
     const Tensor& values = model_->parameters().values();
     for (const ParamInfo& info : layout_) {

@@ -62,6 +62,12 @@ struct SharedMemoryNames {
   int64_t arena_floats = 0;
 };
 
+// A shared-memory worker's side of the exchange (see Job::OpenSharedMemory).
+struct SharedWorkerMemory {
+  Tensor gradient;        // a view of the worker's gradient segment
+  StepDoorbell* doorbell;  // its step doorbell
+};
+
 // Weights by name, as a PyTorch state dict has them.
 struct NamedWeights {
   int64_t step = 0;
@@ -118,10 +124,9 @@ class Job {
   // pushes step t, and version t+1 is written only when every push of step t has arrived, so
   // nobody reads the segment while it is rewritten. NOT_FOUND for an unknown worker.
   absl::StatusOr<SharedMemoryNames> OpenSharedMemory(const std::string& worker_id);
-  // A view of the worker's gradient segment, for a shared-memory push, and its doorbell (both
-  // valid while the job lives). FAILED_PRECONDITION when the worker opened none.
-  absl::StatusOr<Tensor> SharedGradient(const std::string& worker_id);
-  absl::StatusOr<StepDoorbell*> SharedDoorbell(const std::string& worker_id);
+  // The worker's gradient segment and doorbell, for shared-memory pushes (valid while the job
+  // lives). FAILED_PRECONDITION when the worker opened none.
+  absl::StatusOr<SharedWorkerMemory> SharedMemoryOf(const std::string& worker_id);
 
   // Rank 0's evaluation at the end of an epoch. NOT_FOUND for an unknown worker.
   absl::Status ReportMetrics(const std::string& worker_id, int epoch, int64_t version,
@@ -209,11 +214,17 @@ class Job {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's state between two steps (applied_from_ == arena_size_), as a snapshot.
   SnapshotContents CaptureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until no step's update is half applied (or the job has ended); DEADLINE_EXCEEDED
+  // when that does not happen by `deadline`.
+  absl::Status AwaitStepBoundaryLocked(absl::Time deadline) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A periodic snapshot, when spec.snapshot says one is due at this step boundary.
   void MaybeSnapshotLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the next version once the whole update of the step is applied.
   void FinishStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  WorkerState* FindWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND naming the worker when the job has none of that id.
+  absl::StatusOr<WorkerState*> WorkerLocked(const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -239,7 +250,6 @@ class Job {
   // Incremented by each Restore: a wait that sees it change ends.
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_snapshot_ ABSL_GUARDED_BY(mu_);
-  int64_t snapshots_taken_ ABSL_GUARDED_BY(mu_) = 0;
   bool snapshot_due_ ABSL_GUARDED_BY(mu_) = false;  // a periodic one waits for the writer
   // The buffer snapshots are copied into (CaptureLocked); a write in flight shares it.
   std::shared_ptr<float[]> capture_buffer_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "client/cli.h"
 #include "gtest/gtest.h"
 
@@ -29,6 +30,12 @@ inline CliRun RunPsgrid(std::vector<std::string> args) {
   std::fflush(stderr);
   return CliRun{code, ::testing::internal::GetCapturedStdout(),
                 ::testing::internal::GetCapturedStderr()};
+}
+
+// The last non-empty line of `text` ("" when there is none): where a command prints its result.
+inline std::string LastLine(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return lines.empty() ? "" : lines.back();
 }
 
 }  // namespace psgrid::testing

@@ -24,30 +24,21 @@ namespace {
 using ::testing::HasSubstr;
 
 using ::psgrid::testing::CliRun;
+using ::psgrid::testing::LastLine;
 using ::psgrid::testing::RunPsgrid;
-
-// Files carry the process id: test processes run in parallel must not share them.
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = ::psgrid::testing::TempPath(name);
-  std::ofstream(path) << text;
-  return path;
-}
+using ::psgrid::testing::WriteTempFile;
 
 // y = 3x on 50 rows (45 train, 5 test).
 std::string LinearCsv(const std::string& name) {
   std::string csv = "x,y\n";
   for (int i = 0; i < 50; ++i) csv += std::to_string(i / 50.0) + "," + std::to_string(3 * i / 50.0) + "\n";
-  return WriteFile(name, csv);
+  return WriteTempFile(name, csv);
 }
 
-std::string LastLine(const std::string& text) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines.empty() ? "" : lines.back();
-}
 
 TEST(Cli, LocalSingleProcessTrainsACsvJobAndReportsTheResult) {
   const std::string data = LinearCsv("cli.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                   "data: {dataset: csv, path: " + data + "}\n"
                   "training: {batch_size: 8, epochs: 2}\n");
@@ -59,8 +50,8 @@ TEST(Cli, LocalSingleProcessTrainsACsvJobAndReportsTheResult) {
 }
 
 TEST(Cli, LocalSingleProcessWithJsonPrintsOneJsonObject) {
-  const std::string data = WriteFile("cli2.csv", "1,2\n2,4\n3,6\n4,8\n5,10\n");
-  const std::string spec = WriteFile(
+  const std::string data = WriteTempFile("cli2.csv", "1,2\n2,4\n3,6\n4,8\n5,10\n");
+  const std::string spec = WriteTempFile(
       "cli2.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                    "data: {dataset: csv, path: " + data + "}\n");
   CliRun run = RunPsgrid({"local", spec, "--single-process", "--json", "--max-steps", "1"});
@@ -75,7 +66,7 @@ TEST(Cli, LocalSingleProcessWithJsonPrintsOneJsonObject) {
 
 TEST(Cli, LocalRunsWorkerProcessesAndReportsTheResult) {
   const std::string data = LinearCsv("cli_dist.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_dist.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                        "data: {dataset: csv, path: " + data + "}\n"
                        "training: {batch_size: 8, epochs: 2}\n");
@@ -91,7 +82,7 @@ TEST(Cli, LocalRunsWorkerProcessesAndReportsTheResult) {
 
 TEST(Cli, LocalWithJsonEndsWithTheResultObject) {
   const std::string data = LinearCsv("cli_json.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_json.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                        "data: {dataset: csv, path: " + data + "}\n"
                        "training: {batch_size: 4, epochs: 3, workers: 2}\n");
@@ -112,7 +103,7 @@ TEST(Cli, LocalWithJsonEndsWithTheResultObject) {
 
 TEST(Cli, LocalFailsAtOnceNamingAWorkerThatExits) {
   const std::string data = LinearCsv("cli_dead.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_dead.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                        "data: {dataset: csv, path: " + data + "}\n"
                        "training: {workers: 2, epochs: 1000}\n");
@@ -128,7 +119,7 @@ TEST(Cli, LocalFailsAtOnceNamingAWorkerThatExits) {
 
 TEST(Cli, LocalWithAMissingWorkerBinaryFailsNamingIt) {
   const std::string data = LinearCsv("cli_nobin.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_nobin.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                         "data: {dataset: csv, path: " + data + "}\n");
   CliRun run = RunPsgrid({"local", spec, "--worker-binary", "/nonexistent/psgrid"});
@@ -139,7 +130,7 @@ TEST(Cli, LocalWithAMissingWorkerBinaryFailsNamingIt) {
 TEST(Cli, LocalStartedByAPsgridChildStartsNoWorkers) {
   // What a worker binary that is not psgrid (e.g. a test program) would do: run `local` again.
   const std::string data = LinearCsv("cli_nested.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_nested.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                          "data: {dataset: csv, path: " + data + "}\n");
   setenv("PSGRID_SPAWNED_CHILD", "1", 1);
@@ -151,7 +142,7 @@ TEST(Cli, LocalStartedByAPsgridChildStartsNoWorkers) {
 
 TEST(Cli, LocalInterruptedBySigintStopsTheJobAndExits130) {
   const std::string data = LinearCsv("cli_int.csv");
-  const std::string spec = WriteFile(
+  const std::string spec = WriteTempFile(
       "cli_int.yaml", "model: {layers: [{type: dense, units: 1}], loss: mse}\n"
                       "data: {dataset: csv, path: " + data + "}\n"
                       "training: {workers: 2, batch_size: 1, epochs: 100000}\n");
@@ -183,7 +174,7 @@ TEST(Cli, LocalInterruptedBySigintStopsTheJobAndExits130) {
 }
 
 TEST(Cli, BadSpecFailsWithTheFileAndField) {
-  const std::string spec = WriteFile("bad.yaml", "model: {layers: [{type: dense, units: 10}]}\n"
+  const std::string spec = WriteTempFile("bad.yaml", "model: {layers: [{type: dense, units: 10}]}\n"
                                                  "training: {workers: 0.5}\n");
   CliRun run = RunPsgrid({"local", spec});
   EXPECT_EQ(run.code, 1);
@@ -192,8 +183,8 @@ TEST(Cli, BadSpecFailsWithTheFileAndField) {
 }
 
 TEST(Cli, ModelErrorsNameTheSpecFileAndField) {
-  const std::string data = WriteFile("cli3.csv", "1,2\n2,4\n3,6\n");
-  const std::string spec = WriteFile(
+  const std::string data = WriteTempFile("cli3.csv", "1,2\n2,4\n3,6\n");
+  const std::string spec = WriteTempFile(
       "model_bad.yaml", "model: {layers: [{type: dense, units: 1}, {type: softplus}], loss: mse}\n"
                         "data: {dataset: csv, path: " + data + "}\n");
   CliRun run = RunPsgrid({"summary", spec});

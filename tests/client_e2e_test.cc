@@ -32,7 +32,9 @@ namespace {
 using ::testing::HasSubstr;
 
 using ::psgrid::testing::CliRun;
+using ::psgrid::testing::LastLine;
 using ::psgrid::testing::RunPsgrid;
+using ::psgrid::testing::WriteTempFile;
 
 // Runs the command line without capturing its output (for calls on other threads).
 int RunPsgridUncaptured(std::vector<std::string> args) {
@@ -42,16 +44,7 @@ int RunPsgridUncaptured(std::vector<std::string> args) {
   return RunCli(static_cast<int>(argv.size()), argv.data());
 }
 
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = ::psgrid::testing::TempPath(name);
-  std::ofstream(path) << text;
-  return path;
-}
 
-std::string LastLine(const std::string& text) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines.empty() ? "" : lines.back();
-}
 
 // A job file for linear regression on a small CSV (y = 2a - b; 10% held out).
 std::string CsvSpec(const std::string& name, int epochs, int batch_size = 4, int rows = 80) {
@@ -60,8 +53,8 @@ std::string CsvSpec(const std::string& name, int epochs, int batch_size = 4, int
     const double a = i / static_cast<double>(rows), b = (i % 7) / 7.0;
     absl::StrAppend(&csv, a, ",", b, ",", 2 * a - b, "\n");
   }
-  const std::string data = WriteFile(name + ".csv", csv);
-  return WriteFile(name + ".yaml",
+  const std::string data = WriteTempFile(name + ".csv", csv);
+  return WriteTempFile(name + ".yaml",
                    absl::StrCat("name: ", name, "\n",
                                 "model: {layers: [{type: dense, units: 1}], loss: mse}\n",
                                 "data: {dataset: csv, path: ", data, "}\n",
@@ -248,7 +241,7 @@ TEST_F(ClientE2eTest, AKilledWorkerFailsTheJobNamingIt) {
 }
 
 TEST_F(ClientE2eTest, SubmitOfABadSpecFailsNamingTheField) {
-  const std::string bad_range = WriteFile("bad_range.yaml",
+  const std::string bad_range = WriteTempFile("bad_range.yaml",
                                           "model: {layers: [{type: dense, units: 1}]}\n"
                                           "training: {workers: -1}\n");
   CliRun run = RunPsgrid({"submit", bad_range, "--server", address_});
@@ -257,8 +250,8 @@ TEST_F(ClientE2eTest, SubmitOfABadSpecFailsNamingTheField) {
   EXPECT_TRUE(run.out.empty()) << run.out;
 
   // Found by the server, which looks at the data: the message still names the file and field.
-  const std::string data = WriteFile("bad_model.csv", "1,2\n2,4\n3,6\n");
-  const std::string bad_model = WriteFile(
+  const std::string data = WriteTempFile("bad_model.csv", "1,2\n2,4\n3,6\n");
+  const std::string bad_model = WriteTempFile(
       "bad_model.yaml", "model: {layers: [{type: dense, units: 1}, {type: softplus}], loss: mse}\n"
                         "data: {dataset: csv, path: " + data + "}\n");
   run = RunPsgrid({"submit", bad_model, "--server", address_});

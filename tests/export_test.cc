@@ -20,6 +20,7 @@ namespace psgrid {
 namespace {
 
 using ::psgrid::testing::CliRun;
+using ::psgrid::testing::LastLine;
 using ::psgrid::testing::RunPsgrid;
 using ::psgrid::testing::TempPath;
 
@@ -29,10 +30,6 @@ bool TorchAvailable() {
   return std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
 }
 
-std::string LastLine(const std::string& text) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines.empty() ? "" : lines.back();
-}
 
 TEST(Export, LocalExportIsASafetensorsFileThatPyTorchLoadsAndAgreesWith) {
   const std::string spec = TempPath("export.yaml");

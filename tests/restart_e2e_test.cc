@@ -24,13 +24,10 @@ namespace psgrid {
 namespace {
 
 using ::psgrid::testing::CliRun;
+using ::psgrid::testing::LastLine;
 using ::psgrid::testing::RunPsgrid;
 using ::psgrid::testing::TempPath;
 
-std::string LastLine(const std::string& text) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines.empty() ? "" : lines.back();
-}
 
 std::unique_ptr<ChildProcess> StartServer(const std::string& address, const std::string& dir) {
   auto server = ChildProcess::Spawn({PSGRID_SERVER_BINARY, "--listen", address, "--data-dir", dir,
@@ -89,6 +86,24 @@ std::vector<std::unique_ptr<ChildProcess>> StartWorkers(const std::string& addre
   return workers;
 }
 
+// Waits (bounded) for the job to end, expects it completed and every worker to exit 0.
+v1::JobStatus FinishJob(ControlClient& client, const std::string& id,
+                        std::vector<std::unique_ptr<ChildProcess>>* workers) {
+  const v1::JobStatus end = PollJob(
+      client, id,
+      [](const v1::JobStatus& s) {
+        return s.state() == v1::JOB_STATE_COMPLETED || s.state() == v1::JOB_STATE_FAILED;
+      },
+      absl::Seconds(90));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_COMPLETED) << end.message();
+  for (auto& w : *workers) {
+    EXPECT_TRUE(w->WaitFor(absl::Seconds(30)));
+    EXPECT_TRUE(w->succeeded()) << w->DescribeExit();
+    if (!w->exited()) w->Terminate(absl::Seconds(2));
+  }
+  return end;
+}
+
 TEST(RestartE2e, AServerStoppedWithSigtermSnapshotsItsJobAndTheNextOneGoesOnFromThere) {
   const std::string address = absl::StrCat("127.0.0.1:", ::psgrid::testing::ClosedLoopbackPort());
   const std::string dir = TempPath("graceful_data");
@@ -114,18 +129,7 @@ TEST(RestartE2e, AServerStoppedWithSigtermSnapshotsItsJobAndTheNextOneGoesOnFrom
   const v1::JobStatus resumed = PollJob(
       **again, *id, [](const v1::JobStatus& s) { return !s.job_id().empty(); }, absl::Seconds(20));
   EXPECT_GE(resumed.step(), before.step());
-  const v1::JobStatus end = PollJob(
-      **again, *id,
-      [](const v1::JobStatus& s) {
-        return s.state() == v1::JOB_STATE_COMPLETED || s.state() == v1::JOB_STATE_FAILED;
-      },
-      absl::Seconds(90));
-  EXPECT_EQ(end.state(), v1::JOB_STATE_COMPLETED) << end.message();
-  for (auto& w : workers) {
-    EXPECT_TRUE(w->WaitFor(absl::Seconds(30)));
-    EXPECT_TRUE(w->succeeded()) << w->DescribeExit();
-    if (!w->exited()) w->Terminate(absl::Seconds(2));
-  }
+  FinishJob(**again, *id, &workers);
   second->Terminate(absl::Seconds(10));
 }
 
@@ -160,19 +164,7 @@ TEST(RestartE2e, AKilledServerComesBackAndItsWorkersFinishTheJob) {
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
     EXPECT_NE(entry.path().string().rfind(left_behind, 0), 0u) << entry.path();
   }
-  const v1::JobStatus end = PollJob(
-      **again, *id,
-      [](const v1::JobStatus& s) {
-        return s.state() == v1::JOB_STATE_COMPLETED || s.state() == v1::JOB_STATE_FAILED;
-      },
-      absl::Seconds(90));
-  EXPECT_EQ(end.state(), v1::JOB_STATE_COMPLETED) << end.message();
-  EXPECT_EQ(end.step(), 8000);
-  for (auto& w : workers) {
-    EXPECT_TRUE(w->WaitFor(absl::Seconds(30)));
-    EXPECT_TRUE(w->succeeded()) << w->DescribeExit();
-    if (!w->exited()) w->Terminate(absl::Seconds(2));
-  }
+  EXPECT_EQ(FinishJob(**again, *id, &workers).step(), 8000);
 
   // The command line over the job's snapshots.
   CliRun list = RunPsgrid({"snapshot", "list", *id, "--server", address, "-o", "json"});

@@ -20,18 +20,9 @@
 namespace psgrid {
 namespace {
 
+using ::psgrid::testing::ReadBytes;
 using ::psgrid::testing::TempPath;
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
+using ::psgrid::testing::WriteBytes;
 
 // A file of `header` (its length in the first 8 bytes, `claimed_length` if given) and `data`.
 std::string RawFile(const std::string& name, const std::string& header, const std::string& data,

@@ -18,7 +18,9 @@ namespace psgrid {
 namespace {
 
 namespace fs = std::filesystem;
+using ::psgrid::testing::ReadBytes;
 using ::psgrid::testing::TempPath;
+using ::psgrid::testing::WriteBytes;
 
 SnapshotContents MakeContents(const std::string& id, int64_t step, float base = 1.0f) {
   SnapshotContents c;
@@ -35,17 +37,6 @@ SnapshotContents MakeContents(const std::string& id, int64_t step, float base = 
   c.tensors.emplace_back("state.velocity.0.weight", Tensor({0, 4}));
   c.tensors.emplace_back("scale", std::move(scalar));
   return c;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
 std::vector<std::string> ListedIds(const SnapshotStore& store) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,26 @@ inline std::string TempPath(const std::string& name) {
       ::testing::TempDir() + "/psgrid_" + std::to_string(getpid()) + "_" + name;
   RemoveAtExit(path);
   return path;
+}
+
+// A file of `text` at TempPath(name) (per process: test processes run in parallel must not
+// share files); returns its path.
+inline std::string WriteTempFile(const std::string& name, const std::string& text) {
+  const std::string path = TempPath(name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+// A whole file's bytes ("" when it cannot be read), and a file made of `bytes`.
+inline std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
 // A loopback port nothing listens on now (bound, then released).

@@ -20,19 +20,6 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-namespace {
-
-// The steps Run will make (the length of a cosine schedule).
-int64_t PlannedSteps(const v1::JobSpec& spec, int64_t samples) {
-  const v1::TrainingSpec& ts = spec.training();
-  const int64_t batch = static_cast<int64_t>(ts.batch_size()) * ts.workers();
-  int64_t steps = (samples + batch - 1) / batch * ts.epochs();
-  if (ts.max_steps() > 0) steps = std::min(steps, ts.max_steps());
-  return steps;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::JobSpec& spec,
                                                                    Backend* backend) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
@@ -59,7 +46,11 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
   }
   ASSIGN_OR_RETURN(t->optimizer_,
                    CreateOptimizer(spec.optimizer(), t->model_->parameters().total_size(),
-                                   PlannedSteps(spec, t->data_.train.size())));
+                                   BatchSampler::PlannedSteps(
+                                       BatchSampler::StepsPerEpoch(t->data_.train.size(),
+                                                                   spec.training().batch_size(),
+                                                                   spec.training().workers()),
+                                       spec.training().epochs(), spec.training().max_steps())));
   return t;
 }
 

@@ -334,8 +334,8 @@ absl::Status WorkerSession::Prepare() {
   steps_per_epoch_ = sampler_->steps_per_epoch();
   // The server plans the steps from its own view of the data; say so when ours disagrees
   // (another file at the same path, say), since the shards would then not match.
-  int64_t planned = steps_per_epoch_ * spec.training().epochs();
-  if (spec.training().max_steps() > 0) planned = std::min(planned, spec.training().max_steps());
+  const int64_t planned = BatchSampler::PlannedSteps(steps_per_epoch_, spec.training().epochs(),
+                                                     spec.training().max_steps());
   if (planned != reg_.total_steps()) {
     std::fprintf(stderr,
                  "%s: warning: this worker's %lld training samples make %lld steps, the "

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "core/status_macros.h"
 #include "proto/grpc_status.h"
 #include "proto/job_state.h"
 
@@ -71,45 +72,29 @@ absl::Status ControlClient::FromGrpc(const grpc::Status& status) const {
 }
 
 absl::StatusOr<std::string> ControlClient::Submit(const v1::JobSpec& spec) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.submit_timeout);
   v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
-  v1::SubmitJobResponse response;
-  const grpc::Status status = stub_->SubmitJob(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
+  ASSIGN_OR_RETURN(v1::SubmitJobResponse response,
+                   Call(&v1::Control::Stub::SubmitJob, request, options_.submit_timeout));
   return response.job_id();
 }
 
 absl::StatusOr<v1::JobStatus> ControlClient::Get(const std::string& job_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.rpc_timeout);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
-  v1::JobStatus response;
-  const grpc::Status status = stub_->GetJob(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
-  return response;
+  return Call(&v1::Control::Stub::GetJob, request, options_.rpc_timeout);
 }
 
 absl::StatusOr<std::vector<v1::JobStatus>> ControlClient::List() {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.rpc_timeout);
-  v1::ListJobsResponse response;
-  const grpc::Status status = stub_->ListJobs(&context, v1::ListJobsRequest(), &response);
-  if (!status.ok()) return FromGrpc(status);
+  ASSIGN_OR_RETURN(v1::ListJobsResponse response,
+                   Call(&v1::Control::Stub::ListJobs, v1::ListJobsRequest(), options_.rpc_timeout));
   return std::vector<v1::JobStatus>(response.jobs().begin(), response.jobs().end());
 }
 
 absl::StatusOr<v1::JobStatus> ControlClient::Stop(const std::string& job_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.rpc_timeout);
   v1::StopJobRequest request;
   request.set_job_id(job_id);
-  v1::JobStatus response;
-  const grpc::Status status = stub_->StopJob(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
-  return response;
+  return Call(&v1::Control::Stub::StopJob, request, options_.rpc_timeout);
 }
 
 absl::StatusOr<v1::JobStatus> ControlClient::Watch(const std::string& job_id,

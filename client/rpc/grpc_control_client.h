@@ -86,6 +86,20 @@ class ControlClient {
   // grpc::Status → absl::Status; transport failures get the server's address in the message.
   absl::Status FromGrpc(const grpc::Status& status) const;
 
+  // One unary call of the Control service with a deadline `timeout` from now.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::Control::Stub::*method)(grpc::ClientContext*,
+                                                                          const Request&,
+                                                                          Response*),
+                                const Request& request, absl::Duration timeout) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    Response response;
+    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
   const std::string address_;
   const ControlClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

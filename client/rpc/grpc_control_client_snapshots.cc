@@ -3,70 +3,47 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/rpc/grpc_control_client.h"
+#include "core/status_macros.h"
 #include "core/tensor_codec.h"
 
 namespace psgrid {
-namespace {
-
-void SetTimeout(grpc::ClientContext* context, absl::Duration timeout) {
-  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-}
-
-}  // namespace
-
 absl::StatusOr<v1::SnapshotInfo> ControlClient::TakeSnapshot(const std::string& job_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.snapshot_timeout);
   v1::TakeSnapshotRequest request;
   request.set_job_id(job_id);
-  v1::SnapshotInfo response;
-  const grpc::Status status = stub_->TakeSnapshot(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
-  return response;
+  return Call(&v1::Control::Stub::TakeSnapshot, request, options_.snapshot_timeout);
 }
 
 absl::StatusOr<std::vector<v1::SnapshotInfo>> ControlClient::ListSnapshots(
     const std::string& job_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.rpc_timeout);
   v1::ListSnapshotsRequest request;
   request.set_job_id(job_id);
-  v1::ListSnapshotsResponse response;
-  const grpc::Status status = stub_->ListSnapshots(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
+  ASSIGN_OR_RETURN(v1::ListSnapshotsResponse response,
+                   Call(&v1::Control::Stub::ListSnapshots, request, options_.rpc_timeout));
   return std::vector<v1::SnapshotInfo>(response.snapshots().begin(), response.snapshots().end());
 }
 
 absl::StatusOr<v1::SnapshotInfo> ControlClient::VerifySnapshot(const std::string& job_id,
                                                                const std::string& snapshot_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.snapshot_timeout);
   v1::VerifySnapshotRequest request;
   request.set_job_id(job_id);
   request.set_snapshot_id(snapshot_id);
-  v1::VerifySnapshotResponse response;
-  const grpc::Status status = stub_->VerifySnapshot(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
+  ASSIGN_OR_RETURN(v1::VerifySnapshotResponse response,
+                   Call(&v1::Control::Stub::VerifySnapshot, request, options_.snapshot_timeout));
   return response.snapshot();
 }
 
 absl::StatusOr<v1::JobStatus> ControlClient::RestoreSnapshot(const std::string& job_id,
                                                              const std::string& snapshot_id) {
-  grpc::ClientContext context;
-  SetTimeout(&context, options_.snapshot_timeout);
   v1::RestoreSnapshotRequest request;
   request.set_job_id(job_id);
   request.set_snapshot_id(snapshot_id);
-  v1::JobStatus response;
-  const grpc::Status status = stub_->RestoreSnapshot(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
-  return response;
+  return Call(&v1::Control::Stub::RestoreSnapshot, request, options_.snapshot_timeout);
 }
 
 absl::StatusOr<ControlClient::Weights> ControlClient::ExportWeights(
     const std::string& job_id, const std::string& snapshot_id) {
   grpc::ClientContext context;
-  SetTimeout(&context, options_.snapshot_timeout);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.snapshot_timeout));
   v1::ExportWeightsRequest request;
   request.set_job_id(job_id);
   request.set_snapshot_id(snapshot_id);

@@ -22,9 +22,15 @@ BatchSampler::BatchSampler(int64_t num_samples, int64_t batch_per_worker, int wo
   PSGRID_CHECK(world_size >= 1, "BatchSampler needs world_size >= 1");
 }
 
-int64_t BatchSampler::steps_per_epoch() const {
-  const int64_t per_step = batch_per_worker_ * world_size_;
-  return (num_samples_ + per_step - 1) / per_step;
+int64_t BatchSampler::StepsPerEpoch(int64_t num_samples, int64_t batch_per_worker,
+                                    int world_size) {
+  const int64_t per_step = batch_per_worker * world_size;
+  return (num_samples + per_step - 1) / per_step;
+}
+
+int64_t BatchSampler::PlannedSteps(int64_t steps_per_epoch, int64_t epochs, int64_t max_steps) {
+  const int64_t steps = steps_per_epoch * epochs;
+  return max_steps > 0 ? std::min(steps, max_steps) : steps;
 }
 
 void BatchSampler::StartEpoch(int64_t epoch) {

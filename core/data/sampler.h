@@ -32,7 +32,12 @@ class BatchSampler {
                uint64_t seed);
 
   // ceil(N / (W*B)); 0 when N is 0.
-  int64_t steps_per_epoch() const;
+  int64_t steps_per_epoch() const {
+    return StepsPerEpoch(num_samples_, batch_per_worker_, world_size_);
+  }
+  static int64_t StepsPerEpoch(int64_t num_samples, int64_t batch_per_worker, int world_size);
+  // The steps of a whole job: steps_per_epoch × epochs, capped at max_steps when that is > 0.
+  static int64_t PlannedSteps(int64_t steps_per_epoch, int64_t epochs, int64_t max_steps);
   // Makes `epoch` (>= 0) current, computing its permutation; cheap when it already is.
   void StartEpoch(int64_t epoch);
   // The sample indices of rank `rank` at step `step` of the current epoch; may be empty.

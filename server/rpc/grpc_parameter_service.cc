@@ -145,9 +145,9 @@ grpc::Status GrpcParameterService::PushGradients(
                             "a shared-memory push carries no tensor slices");
       }
     } while (reader->Read(&message));
-    absl::StatusOr<Tensor> shared = job.SharedGradient(header.worker_id());
+    absl::StatusOr<SharedWorkerMemory> shared = job.SharedMemoryOf(header.worker_id());
     if (!shared.ok()) return ToGrpcStatus(shared.status());
-    gradients = std::move(*shared);
+    gradients = std::move(shared->gradient);
   } else {
     gradients = Tensor({job.arena_size()});
     SliceAssembler assembler(job.layout(), gradients.data());
@@ -213,7 +213,7 @@ grpc::Status GrpcParameterService::PullParameters(
   head.set_state(snapshot->state);
   if (request->shared_memory()) {
     // The parameters are in the job's segment already; only the version travels.
-    absl::StatusOr<Tensor> opened = job.SharedGradient(request->worker_id());
+    absl::StatusOr<SharedWorkerMemory> opened = job.SharedMemoryOf(request->worker_id());
     if (!opened.ok()) return ToGrpcStatus(opened.status());
     if (!writer->Write(head)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "the puller went away");
@@ -281,11 +281,10 @@ grpc::Status GrpcParameterService::SharedMemorySteps(
   absl::StatusOr<std::shared_ptr<Job>> found = manager_->Get(attach.job_id());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Job& job = **found;
-  absl::StatusOr<StepDoorbell*> bell = job.SharedDoorbell(attach.worker_id());
-  if (!bell.ok()) return ToGrpcStatus(bell.status());
-  absl::StatusOr<Tensor> gradients = job.SharedGradient(attach.worker_id());
-  if (!gradients.ok()) return ToGrpcStatus(gradients.status());
-  StepDoorbell& doorbell = **bell;
+  absl::StatusOr<SharedWorkerMemory> shared = job.SharedMemoryOf(attach.worker_id());
+  if (!shared.ok()) return ToGrpcStatus(shared.status());
+  const Tensor* gradients = &shared->gradient;
+  StepDoorbell& doorbell = *shared->doorbell;
   uint32_t seen = doorbell.LatestRequest();
   {
     const v1::JobStatus status = job.Status();
@@ -295,6 +294,7 @@ grpc::Status GrpcParameterService::SharedMemorySteps(
     if (!stream->Write(attached)) return grpc::Status::OK;
   }
   ActiveDoorbell active(&active_doorbells_);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
   v1::PushHeader header;
   header.set_job_id(attach.job_id());
   header.set_worker_id(attach.worker_id());
@@ -317,13 +317,12 @@ grpc::Status GrpcParameterService::SharedMemorySteps(
     header.set_sample_count(request->sample_count);
     header.set_loss_sum(request->loss_sum);
     header.set_correct(request->correct);
-    GradientPush push = PushOf(header, &*gradients);
+    GradientPush push = PushOf(header, gradients);
     if (request->kind == DoorbellRequestKind::kPart) {
       // Apply what every worker has delivered; the next part is due within one layer's
       // backward: poll for it when there is a core to spare for that.
       push.ready_from = std::max<int64_t>(request->ready_from, 1);
       if (part_error.ok()) part_error = job.PushGradients(push).status();
-      const int cores = static_cast<int>(std::thread::hardware_concurrency());
       if (2 * active_doorbells_.load() <= cores) spin = kPartSpin;
       continue;
     }
