@@ -1,6 +1,7 @@
 #include "client/job_format.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,6 +37,11 @@ Json StatusObject(const v1::JobStatus& s, bool with_spec) {
   j["workers"] = s.workers();
   j["workers_joined"] = s.workers_joined();
   j["wall_seconds"] = s.wall_seconds();
+  j["consistency"] = s.spec().training().consistency();
+  j["staleness_histogram"] = Json(std::vector<int64_t>(s.staleness_histogram().begin(),
+                                                       s.staleness_histogram().end()));
+  j["late_gradients"] = s.late_gradients();
+  j["bad_gradients"] = s.bad_gradients();
   if (with_spec && s.has_spec()) {
     // No exceptions: a text that does not parse gives a discarded value, left out.
     Json spec = Json::parse(JobSpecToJson(s.spec()), nullptr, /*allow_exceptions=*/false);
@@ -127,6 +133,24 @@ std::string JobDetails(const v1::JobStatus& s) {
   add("samples/s", absl::StrFormat("%.0f", s.samples_per_second()));
   add("workers", absl::StrCat(s.workers_joined(), " of ", s.workers(), " joined"));
   add("wall time", Elapsed(s.wall_seconds()));
+  const v1::TrainingSpec& t = s.spec().training();
+  std::string consistency = t.consistency().empty() ? "sync" : t.consistency();
+  if (t.consistency() == "ssp") absl::StrAppend(&consistency, " (staleness ", t.staleness(), ")");
+  if (t.backup_workers() > 0) absl::StrAppend(&consistency, " with ", t.backup_workers(), " backup");
+  add("consistency", consistency);
+  if (s.staleness_histogram_size() > 0) {
+    // "0:812 1:40 2:3": gradients by the steps they were stale.
+    std::string histogram;
+    for (int i = 0; i < s.staleness_histogram_size(); ++i) {
+      if (s.staleness_histogram(i) == 0) continue;
+      absl::StrAppend(&histogram, histogram.empty() ? "" : " ", i, ":", s.staleness_histogram(i));
+    }
+    add("staleness", histogram);
+  }
+  if (s.late_gradients() > 0) add("late gradients", absl::StrCat(s.late_gradients(), " dropped"));
+  if (s.bad_gradients() > 0) {
+    add("bad gradients", absl::StrCat(s.bad_gradients(), " rejected (NaN or Inf)"));
+  }
   return out;
 }
 

@@ -61,7 +61,7 @@ class RuleOptimizer final : public Optimizer {
     }
   }
 
-  void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
+  bool Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
               int64_t begin, int64_t end) override {
     CheckRange(weights, grads, begin, end);
     for (auto& [name, buffer] : state_) {
@@ -74,16 +74,17 @@ class RuleOptimizer final : public Optimizer {
     float* w = weights.data() + begin;
     auto s = [&](size_t i) { return state_[i].second.data() + begin; };
     switch (kind_) {
-      case Kind::kSgd: backend.SgdUpdate(n, r, g, w); break;
-      case Kind::kMomentum: backend.MomentumUpdate(n, r, g, s(0), w); break;
-      case Kind::kNesterov: backend.NesterovUpdate(n, r, g, s(0), w); break;
-      case Kind::kAdagrad: backend.AdagradUpdate(n, r, g, s(0), w); break;
+      case Kind::kSgd: return backend.SgdUpdate(n, r, g, w);
+      case Kind::kMomentum: return backend.MomentumUpdate(n, r, g, s(0), w);
+      case Kind::kNesterov: return backend.NesterovUpdate(n, r, g, s(0), w);
+      case Kind::kAdagrad: return backend.AdagradUpdate(n, r, g, s(0), w);
       case Kind::kRmsprop:
-        backend.RmspropUpdate(n, r, g, s(0), state_.size() > 1 ? s(1) : nullptr, w);
-        break;
-      case Kind::kAdam: backend.AdamUpdate(n, r, /*decoupled=*/false, g, s(0), s(1), w); break;
-      case Kind::kAdamW: backend.AdamUpdate(n, r, /*decoupled=*/true, g, s(0), s(1), w); break;
+        return backend.RmspropUpdate(n, r, g, s(0), state_.size() > 1 ? s(1) : nullptr, w);
+      case Kind::kAdam: return backend.AdamUpdate(n, r, /*decoupled=*/false, g, s(0), s(1), w);
+      case Kind::kAdamW: return backend.AdamUpdate(n, r, /*decoupled=*/true, g, s(0), s(1), w);
     }
+    PSGRID_CHECK(false, "unknown optimizer kind");
+    return false;
   }
 
   std::vector<std::pair<std::string, Tensor*>> State() override {

@@ -28,10 +28,11 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   // One update of `weights` (n elements) from the gradient grad_scale·`grads` (n elements):
-  // the next step (BeginStep(steps() + 1)) applied to the whole arena.
-  void Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale = 1.0f) {
+  // the next step (BeginStep(steps() + 1)) applied to the whole arena. Returns Update's
+  // verdict: true when every weight is finite afterwards.
+  bool Step(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale = 1.0f) {
     BeginStep(step_ + 1);
-    Update(backend, weights, grads, grad_scale, 0, weights.size());
+    return Update(backend, weights, grads, grad_scale, 0, weights.size());
   }
   // Makes step t (1-based: Adam's bias correction, Adagrad's decay) the one Update applies.
   // The parameter server calls it with its version + 1, so a restored job goes on exactly.
@@ -40,7 +41,11 @@ class Optimizer {
   // The same update restricted to elements [begin, end): one step may be applied as disjoint
   // ranges that together cover the arena, each once (the parameter server applies a layer as
   // soon as every worker's gradient of it is in). The result equals Step's.
-  virtual void Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
+  // Returns true when every weight it wrote, [begin, end), is finite; false when one is NaN or
+  // ±Inf (from a non-finite gradient or state, or an overflow). Tested in the pass that writes
+  // the weights (Backend's kernels), so it costs no extra pass; the weights are written either
+  // way. An empty range returns true.
+  virtual bool Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
                       int64_t begin, int64_t end) = 0;
   // Named state buffers, as torch names them (e.g. {"momentum_buffer"}); empty for plain SGD.
   virtual std::vector<std::pair<std::string, Tensor*>> State() = 0;

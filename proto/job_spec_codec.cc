@@ -122,6 +122,8 @@ void ApplyJobSpecDefaults(v1::JobSpec* spec) {
   if (training->workers() == 0) training->set_workers(1);
   if (training->batch_size() == 0) training->set_batch_size(64);
   if (training->epochs() == 0) training->set_epochs(1);
+  if (training->consistency().empty()) training->set_consistency("sync");
+  if (training->on_bad_gradient().empty()) training->set_on_bad_gradient("fail");
   v1::OptimizerSpec* opt = spec->mutable_optimizer();
   if (opt->type().empty()) opt->set_type("sgd");
   // torch.optim's defaults: 1e-3 for Adam and AdamW, 1e-2 for the others.
@@ -152,6 +154,27 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (t.batch_size() < 1) return FieldError("training.batch_size", "must be at least 1");
   if (t.epochs() < 1) return FieldError("training.epochs", "must be at least 1");
   if (t.max_steps() < 0) return FieldError("training.max_steps", "must be 0 (no limit) or more");
+  if (absl::Status s = CheckOneOf("training.consistency", t.consistency(), {"sync", "ssp", "async"});
+      !s.ok()) {
+    return s;
+  }
+  if (t.staleness() < 0) return FieldError("training.staleness", "must be 0 or more");
+  if (t.staleness() > 0 && t.consistency() != "ssp") {
+    return FieldError("training.staleness", "applies to consistency ssp only");
+  }
+  if (t.staleness() > 64) return FieldError("training.staleness", "must be at most 64");
+  if (t.backup_workers() < 0) return FieldError("training.backup_workers", "must be 0 or more");
+  if (t.backup_workers() > 0 && t.consistency() != "sync") {
+    return FieldError("training.backup_workers", "applies to consistency sync only");
+  }
+  if (t.backup_workers() >= t.workers() && t.backup_workers() > 0) {
+    return FieldError("training.backup_workers",
+                      absl::StrCat("must be less than training.workers (", t.workers(), ")"));
+  }
+  if (absl::Status s = CheckOneOf("training.on_bad_gradient", t.on_bad_gradient(), {"fail", "skip"});
+      !s.ok()) {
+    return s;
+  }
   const v1::OptimizerSpec& o = spec.optimizer();
   // The type and learning rate here; every other field is checked, per type, where the
   // optimizer is built (core/optimizer.h), at submit time too.

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "core/data/sampler.h"
 #include "core/io/weights_file.h"
 #include "proto/job_spec_codec.h"
@@ -61,9 +63,20 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->spec_ = spec;
   job->backend_ = backend;
   const v1::TrainingSpec& t = spec.training();
-  job->steps_per_epoch_ =
+  const int64_t steps_per_epoch =
       BatchSampler::StepsPerEpoch(data.train_samples, t.batch_size(), t.workers());
-  job->total_steps_ = BatchSampler::PlannedSteps(job->steps_per_epoch_, t.epochs(), t.max_steps());
+  job->worker_steps_ = BatchSampler::PlannedSteps(steps_per_epoch, t.epochs(), t.max_steps());
+  if (t.consistency() == "async") job->consistency_ = Consistency::kAsync;
+  if (t.consistency() == "ssp") job->consistency_ = Consistency::kSsp;
+  // In async every worker's gradient is a version of its own.
+  const int64_t per_step = job->consistency_ == Consistency::kAsync ? t.workers() : 1;
+  job->steps_per_epoch_ = steps_per_epoch * per_step;
+  job->total_steps_ = job->worker_steps_ * per_step;
+  job->staleness_ = job->consistency_ == Consistency::kSsp ? t.staleness() : 0;
+  job->backup_workers_ = t.backup_workers();
+  job->skip_bad_gradients_ = t.on_bad_gradient() == "skip";
+  job->whole_gradients_ = job->consistency_ != Consistency::kSync || job->backup_workers_ > 0 ||
+                          job->skip_bad_gradients_;
 
   absl::MutexLock lock(&job->mu_);
   ASSIGN_OR_RETURN(job->model_,
@@ -80,6 +93,7 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->covered_from_ = job->applied_from_ = job->arena_size_;
   job->published_ = std::make_shared<const Tensor>(params.values());
   job->published_version_ = 0;
+  job->ahead_.resize(job->staleness_);  // their sums are allocated when first used
   return job;
 }
 
@@ -92,7 +106,7 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
     slot.name = worker_name;
     SeenLocked(&slot);
     const int rank = static_cast<int>(&slot - workers_.data());
-    return WorkerAssignment{slot.id, rank, world, total_steps_};
+    return WorkerAssignment{slot.id, rank, world, worker_steps_};
   }
   if (EndedLocked() || static_cast<int>(workers_.size()) >= world) {
     return absl::FailedPreconditionError(absl::StrCat("job ", id_, " needs no more workers (",
@@ -111,7 +125,7 @@ absl::StatusOr<WorkerAssignment> Job::AddWorker(const std::string& worker_name) 
     message_ = absl::StrCat("waiting for workers: ", workers_.size(), " of ", world, " joined");
     ++revision_;
   }
-  return WorkerAssignment{w.id, rank, world, total_steps_};
+  return WorkerAssignment{w.id, rank, world, worker_steps_};
 }
 
 bool Job::NeedsWorkers() const {
@@ -147,99 +161,6 @@ absl::StatusOr<Job::WorkerState*> Job::WorkerLocked(const std::string& worker_id
 }
 
 bool Job::EndedLocked() const { return IsEndedState(state_); }
-
-absl::StatusOr<bool> Job::PushGradients(const GradientPush& push) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(push.worker_id));
-  SeenLocked(w);
-  if (push.step < version_ || (push.step == version_ && w->pushed_step == push.step)) {
-    return true;  // a retry of a push that was already counted
-  }
-  if (state_ != v1::JOB_STATE_RUNNING) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", id_, " is ", JobStateName(state_), "; it takes no gradients"));
-  }
-  if (push.step > version_ || push.step >= total_steps_) {
-    return absl::FailedPreconditionError(absl::StrCat("a gradient for step ", push.step,
-                                                      " but job ", id_, " is at step ", version_,
-                                                      " of ", total_steps_));
-  }
-  if (push.sample_count < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sample_count ", push.sample_count, " < 0"));
-  }
-  if (!std::isfinite(push.loss_sum)) {
-    return absl::InvalidArgumentError("loss_sum is not a finite number");
-  }
-  if (push.gradients == nullptr || push.gradients->size() != gradient_sum_.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the gradient has ", push.gradients ? push.gradients->size() : 0,
-                     " values; the model has ", gradient_sum_.size()));
-  }
-  if (push.ready_from < 0 || push.ready_from > arena_size_) {
-    return absl::InvalidArgumentError(absl::StrCat("ready_from ", push.ready_from,
-                                                   " is outside the arena of ", arena_size_));
-  }
-  if (w->step_samples_counted && push.sample_count != w->step_samples) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sample_count ", push.sample_count, " differs from the ", w->step_samples,
-                     " of an earlier part of step ", push.step));
-  }
-  if (push.ready_from >= w->ready_from) return true;  // a retried part: nothing new in it
-
-  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
-  if (!w->step_samples_counted) {
-    w->step_samples = push.sample_count;
-    w->step_samples_counted = true;
-    samples_this_step_ += push.sample_count;
-  }
-  // A job of one worker updates straight from its gradient (the mean is its own): no pass
-  // through the sum.
-  const bool sole = workers_.size() == 1;
-  const int64_t lo = push.ready_from;
-  const int64_t hi = w->ready_from;
-  if (!sole && push.sample_count > 0) AccumulateLocked(*push.gradients, push.sample_count, lo, hi);
-  w->ready_from = lo;
-  if (lo == 0) {
-    w->pushed_step = push.step;
-    ++pushes_this_step_;
-    loss_sum_this_step_ += push.loss_sum;
-  }
-  // Apply the update where every worker's gradient is in (each has then counted its samples);
-  // with clipping, only once the whole gradient is (its norm decides the scale).
-  int64_t all_from = 0;
-  for (const WorkerState& peer : workers_) all_from = std::max(all_from, peer.ready_from);
-  const double clip_norm = spec_.optimizer().clip_norm();
-  if (clip_norm > 0 && all_from > 0) all_from = applied_from_;
-  if (all_from < applied_from_) {
-    if (samples_this_step_ > 0) {
-      // The mean of the workers' gradients, weighted by their samples, in the update's pass (a
-      // sole gradient is a mean already). The update makes version_ + 1.
-      const Tensor& gradient = sole ? *push.gradients : gradient_sum_;
-      float scale = sole ? 1.0f : 1.0f / static_cast<float>(samples_this_step_);
-      scale = ClippedGradScale(*backend_, gradient, scale, clip_norm);
-      optimizer_->BeginStep(version_ + 1);
-      optimizer_->Update(*backend_, model_->parameters().values(), gradient, scale, all_from,
-                         applied_from_);
-    }
-    applied_from_ = all_from;
-  }
-  if (pushes_this_step_ == static_cast<int>(workers_.size())) FinishStepLocked();
-  return false;
-}
-
-void Job::AccumulateLocked(const Tensor& gradient, int64_t samples, int64_t lo, int64_t hi) {
-  // Above covered_from_ another worker's gradient is in the sum already: add to it. Below, this
-  // is the first: overwrite (no clearing pass).
-  const int64_t split = std::clamp(covered_from_, lo, hi);
-  const float weight = static_cast<float>(samples);
-  if (split < hi) {
-    backend_->Axpby(hi - split, weight, gradient.data() + split, 1.0f, gradient_sum_.data() + split);
-  }
-  if (lo < split) {
-    backend_->Axpby(split - lo, weight, gradient.data() + lo, 0.0f, gradient_sum_.data() + lo);
-  }
-  covered_from_ = std::min(covered_from_, lo);
-}
 
 void Job::FinishStepLocked() {
   if (samples_this_step_ > 0) {
@@ -278,9 +199,22 @@ absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl:
   // Values are copied between steps only: while a step's update is applied layer by layer
   // (gradients in parts) the arena mixes two versions, and a copy waits for the next one.
   const int64_t generation = generation_;
-  auto ready = [this, min_version, with_values, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // What version min_version asks for, under the job's consistency model.
+  auto reached = [this, min_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool last = min_version >= worker_steps_;
+    switch (consistency_) {
+      case Consistency::kSync:
+        return version_ >= min_version;
+      case Consistency::kSsp:
+        return version_ >= (last ? worker_steps_ : min_version - staleness_);
+      case Consistency::kAsync:
+        return !last || MinClockLocked() >= worker_steps_;
+    }
+    return true;
+  };
+  auto ready = [this, with_values, generation, &reached]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (EndedLocked() || generation_ != generation) return true;
-    if (version_ < min_version) return false;
+    if (!reached()) return false;
     return !with_values || applied_from_ == arena_size_ || published_version_ == version_;
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
@@ -313,7 +247,8 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
     test_accuracy_ = test_accuracy;
     ++revision_;
   }
-  if (version == total_steps_ && version_ == total_steps_ && state_ == v1::JOB_STATE_RUNNING) {
+  if (version == worker_steps_ && ProgressLocked() == worker_steps_ &&
+      state_ == v1::JOB_STATE_RUNNING) {
     SetStateLocked(v1::JOB_STATE_COMPLETED, "");
   }
   return absl::OkStatus();
@@ -322,6 +257,14 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
 absl::StatusOr<SharedMemoryNames> Job::OpenSharedMemory(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(WorkerState* w, WorkerLocked(worker_id));
+  // Workers train in the parameter segment itself, which only plain sync leaves untouched
+  // while they compute.
+  if (consistency_ != Consistency::kSync || backup_workers_ > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id_, " is ", spec_.training().consistency(),
+                     backup_workers_ > 0 ? " with backup workers" : "",
+                     ": shared memory serves plain sync jobs only"));
+  }
   // Names unique to this server process and job; '/' is not allowed inside them.
   std::string base = absl::StrCat("/psgrid-", getpid(), "-", id_);
   for (size_t i = 1; i < base.size(); ++i) {
@@ -365,12 +308,24 @@ absl::StatusOr<v1::HeartbeatResponse> Job::Heartbeat(const std::string& worker_i
   v1::HeartbeatResponse r;
   r.set_state(state_);
   r.set_version(version_);
+  r.set_clock(consistency_ == Consistency::kSync ? version_ : w->clock);
   return r;
 }
 
 absl::Status Job::CheckPull(const std::string& worker_id, int64_t min_version) const {
   absl::MutexLock lock(&mu_);
-  if (min_version <= version_ || EndedLocked()) return absl::OkStatus();
+  if (EndedLocked()) return absl::OkStatus();
+  if (consistency_ != Consistency::kSync) {
+    for (const WorkerState& w : workers_) {
+      if (w.id == worker_id && w.clock < min_version) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", id_, " has ", worker_id, " at step ", w.clock,
+                         ": its step ", min_version, " cannot come (was the job rolled back?)"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (min_version <= version_) return absl::OkStatus();
   for (const WorkerState& w : workers_) {
     if (w.id == worker_id && w.pushed_step < version_) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -450,6 +405,9 @@ v1::JobStatus Job::StatusLocked() const {
     s.set_wall_seconds(absl::ToDoubleSeconds(end - started_));
   }
   *s.mutable_spec() = spec_;
+  for (int64_t count : staleness_counts_) s.add_staleness_histogram(count);
+  s.set_late_gradients(late_gradients_);
+  s.set_bad_gradients(bad_gradients_);
   return s;
 }
 
@@ -510,18 +468,6 @@ void Job::ReserveWorkerSlots() {
   ++revision_;
 }
 
-void Job::ResetStepLocked() {
-  pushes_this_step_ = 0;
-  samples_this_step_ = 0;
-  loss_sum_this_step_ = 0;
-  covered_from_ = applied_from_ = arena_size_;
-  for (WorkerState& w : workers_) {
-    w.ready_from = arena_size_;
-    w.step_samples_counted = false;
-    w.pushed_step = version_ - 1;
-  }
-}
-
 absl::Status Job::Restore(const SnapshotContents& snapshot) {
   absl::MutexLock lock(&mu_);
   // Everything is checked before anything changes.
@@ -573,6 +519,30 @@ absl::Status Job::Restore(const SnapshotContents& snapshot) {
   test_accuracy_ = number("test_accuracy", 0);
   ++generation_;
   ResetStepLocked();
+  // Every worker goes on from the snapshot's step (its own clock, in async).
+  std::vector<int64_t> clocks;
+  if (auto it = snapshot.metadata.find("clocks"); it != snapshot.metadata.end()) {
+    for (absl::string_view part : absl::StrSplit(it->second, ',')) {
+      int64_t c = 0;
+      if (absl::SimpleAtoi(part, &c)) clocks.push_back(c);
+    }
+  }
+  for (size_t rank = 0; rank < workers_.size(); ++rank) {
+    WorkerState& w = workers_[rank];
+    w.pushed_step = version_ - 1;
+    w.clock = version_;
+    if (consistency_ == Consistency::kAsync) {
+      const int world = spec_.training().workers();
+      w.clock = clocks.size() == static_cast<size_t>(world)
+                    ? std::clamp<int64_t>(clocks[rank], 0, worker_steps_)
+                    : version_ / world;
+    }
+  }
+  for (AheadStep& slot : ahead_) {
+    slot.samples = 0;
+    slot.loss_sum = 0;
+    slot.pushed.clear();
+  }
   const bool was_ended = EndedLocked();
   if (was_ended) {
     for (WorkerState& w : workers_) w.present = false;  // ended workers have left
@@ -638,6 +608,9 @@ SnapshotContents Job::CaptureLocked() {
                                              ", shuffle ", spec_.data().shuffle() ? "on" : "off",
                                              ")");
   c.metadata["samples"] = absl::StrCat(samples_);
+  std::vector<int64_t> clocks;
+  for (const WorkerState& w : workers_) clocks.push_back(w.clock);
+  c.metadata["clocks"] = absl::StrJoin(clocks, ",");
   c.metadata["train_loss"] = absl::StrCat(train_loss_);
   c.metadata["epochs_evaluated"] = absl::StrCat(epochs_evaluated_);
   c.metadata["test_loss"] = absl::StrCat(test_loss_);
@@ -653,6 +626,11 @@ absl::StatusOr<SnapshotInfo> Job::TakeSnapshot(absl::Time deadline) {
   SnapshotContents contents;
   {
     absl::MutexLock lock(&mu_);
+    if (state_ == v1::JOB_STATE_FAILED) {
+      // Its weights may be what failed it: the newest snapshot stays the one from before.
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id_, " failed (", message_, "); it takes no more snapshots"));
+    }
     RETURN_IF_ERROR(AwaitStepBoundaryLocked(deadline));
     contents = CaptureLocked();
     last_snapshot_ = absl::Now();

@@ -2,10 +2,14 @@
 // state, workers and synchronous step aggregation. Knows nothing of gRPC.
 //
 // States: pending (waiting for its workers) → running → completed | failed | stopped.
-// Step t: every worker pushes one gradient computed on version t (the mean over its batch and
-// its sample count); when all have arrived the job averages them weighted by sample count,
-// applies the optimizer once and publishes version t+1. After the last step the job waits for
-// rank 0's evaluation of the final weights (ReportMetrics) and then completes.
+// Step t (training.consistency sync): every worker pushes one gradient computed on version t
+// (the mean over its batch and its sample count); when all have arrived the job averages them
+// weighted by sample count, applies the optimizer once and publishes version t+1. With backup
+// workers the first W − k complete the step. In ssp a worker's gradient of its clock c (computed
+// on a version ≥ c − s) waits in a per-clock sum until step c is due; in async each gradient is
+// one update. After the last step the job waits for rank 0's evaluation of the final weights
+// (ReportMetrics) and then completes. Gradients with NaN or Inf are rejected (and the job fails
+// or skips them); weights that become non-finite fail the job.
 //
 // Thread-safe: every method may be called from any RPC thread.
 #ifndef PSGRID_SERVER_JOB_H_
@@ -43,6 +47,7 @@ struct WorkerAssignment {
 struct GradientPush {
   std::string worker_id;
   int64_t step = 0;          // the version the gradient was computed on
+  int64_t clock = 0;         // the worker's step count (ssp, async; sync uses `step`)
   int64_t sample_count = 0;  // samples behind the gradient (may be 0 at an epoch's tail)
   double loss_sum = 0;
   int64_t correct = 0;
@@ -89,9 +94,15 @@ class Job {
   static absl::StatusOr<std::unique_ptr<Job>> Create(std::string id, const v1::JobSpec& spec,
                                                      const DataShape& data, Backend* backend);
 
+  enum class Consistency { kSync, kSsp, kAsync };
+
   const std::string& id() const { return id_; }
   const v1::JobSpec& spec() const { return spec_; }
+  // Versions the job makes (workers × worker_steps() in async, else worker_steps()).
   int64_t total_steps() const { return total_steps_; }
+  // Steps (gradients) each worker computes.
+  int64_t worker_steps() const { return worker_steps_; }
+  Consistency consistency() const { return consistency_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   // Parameter names, shapes and offsets in the arena (never changes).
   const std::vector<ParamInfo>& layout() const { return layout_; }
@@ -113,7 +124,8 @@ class Job {
   // size or a ready_from outside it. A rejected push changes nothing.
   absl::StatusOr<bool> PushGradients(const GradientPush& push);
 
-  // The newest parameters once version >= min_version, or at once when the job has ended.
+  // The newest parameters once version >= min_version, or at once when the job has ended. In
+  // ssp and async min_version is the worker's clock (see PullParametersRequest.min_version).
   // DEADLINE_EXCEEDED when neither happens by `deadline`. Without `with_values` the snapshot
   // carries version and state only (for shared-memory workers, who read the segment).
   absl::StatusOr<ParameterSnapshot> WaitForVersion(int64_t min_version, absl::Time deadline,
@@ -192,6 +204,8 @@ class Job {
     std::string name;
     absl::Time last_seen;
     int64_t pushed_step = -1;  // the last step this worker's whole gradient was counted for
+    int64_t clock = 0;          // ssp, async: the gradients it has delivered (or had skipped)
+    int64_t last_late_step = -1;  // backup workers: the last late gradient counted
     // Of the current step: its gradient is in from ready_from on (arena_size_ = nothing yet),
     // with step_samples samples (counted once step_samples_counted).
     int64_t ready_from = 0;
@@ -222,6 +236,37 @@ class Job {
   void MaybeSnapshotLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the next version once the whole update of the step is applied.
   void FinishStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sync and ssp paths of PushGradients, and async's.
+  absl::StatusOr<bool> PushStepLocked(WorkerState* w, const GradientPush& push)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<bool> PushAsyncLocked(WorkerState* w, const GradientPush& push)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ssp: a gradient of a clock beyond the current step, into that clock's sum.
+  absl::StatusOr<bool> PushAheadLocked(WorkerState* w, const GradientPush& push, int64_t clock)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks common to every push: INVALID_ARGUMENT for a malformed one.
+  absl::Status ValidatePushLocked(const WorkerState& w, const GradientPush& push) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the current step's update where it can; finishes the step (and, in ssp, the steps
+  // whose gradients were waiting) when it is complete. `sole` is the gradient of a job of one
+  // worker (no sum), else null.
+  void ApplyReadyLocked(const Tensor* sole) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the optimizer over [lo, hi) on `gradient`·scale as update `version_ + 1`; fails the
+  // job (returning false) when a weight becomes NaN or Inf.
+  bool UpdateLocked(const Tensor& gradient, float scale, int64_t lo, int64_t hi)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A gradient with NaN or Inf in [lo, hi) (or a non-finite loss): counts it and fails the job
+  // or, with on_bad_gradient skip, counts the worker's step as delivered without it. Returns
+  // the INVALID_ARGUMENT for the push.
+  absl::Status RejectBadGradientLocked(WorkerState* w, const GradientPush& push, int64_t clock,
+                                       int64_t lo, int64_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordStalenessLocked(int64_t staleness) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The smallest clock of the workers (async, ssp).
+  int64_t MinClockLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Where the job is in the workers' steps: min clock in async, version_ otherwise.
+  int64_t ProgressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The parameter whose range holds arena offset i (for messages).
+  std::string ParameterAt(int64_t i) const;
   // NOT_FOUND naming the worker when the job has none of that id.
   absl::StatusOr<WorkerState*> WorkerLocked(const std::string& worker_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -232,7 +277,15 @@ class Job {
   v1::JobSpec spec_;
   Backend* backend_ = nullptr;
   int64_t total_steps_ = 0;
+  int64_t worker_steps_ = 0;
   int64_t steps_per_epoch_ = 0;
+  Consistency consistency_ = Consistency::kSync;
+  int staleness_ = 0;       // ssp
+  int backup_workers_ = 0;  // sync
+  bool skip_bad_gradients_ = false;
+  // Steps are applied whole, from gradients that arrived whole (parts are ignored): with
+  // backup workers and skipped bad gradients, where a worker's gradient may not count.
+  bool whole_gradients_ = false;
   std::vector<ParamInfo> layout_;
   int64_t arena_size_ = 0;
 
@@ -281,6 +334,17 @@ class Job {
   int epochs_evaluated_ ABSL_GUARDED_BY(mu_) = 0;
   double test_loss_ ABSL_GUARDED_BY(mu_) = 0;
   double test_accuracy_ ABSL_GUARDED_BY(mu_) = 0;
+  // ssp: the sums of the clocks after the current step (front: version_ + 1), staleness_ many.
+  struct AheadStep {
+    Tensor sum;  // Σ sample_count · gradient; valid once samples > 0
+    int64_t samples = 0;
+    double loss_sum = 0;
+    std::vector<int> pushed;  // ranks whose gradient (or skipped one) is in
+  };
+  std::vector<AheadStep> ahead_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> staleness_counts_ ABSL_GUARDED_BY(mu_);
+  int64_t late_gradients_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bad_gradients_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // "running", "completed", ... (lower case, for users and JSON).

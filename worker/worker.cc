@@ -34,6 +34,8 @@ constexpr absl::Duration kProgressPeriod = absl::Seconds(5);
 constexpr absl::Duration kMaxHeartbeatTimeout = absl::Seconds(10);
 // Roll backs in a row without a step between them, after which the worker gives up.
 constexpr int kMaxRewinds = 20;
+// Gradients rejected in a row (training.on_bad_gradient: skip) after which the worker gives up.
+constexpr int kMaxSkippedInARow = 50;
 
 // Worth retrying: the server is away (UNAVAILABLE, or CANCELLED when it shut down with the call
 // in flight) or slow (DEADLINE_EXCEEDED).
@@ -174,9 +176,14 @@ class WorkerSession {
   // After `error` at `step`: the step to go on from when the job was rolled back to it (the
   // worker has then pulled that version), else the error. Bounded by kMaxRewinds in a row.
   absl::StatusOr<int64_t> Rewind(const absl::Status& error, int64_t step, int* rewinds);
+  // Whether `error` of step's push (or of the pull after it) is the job skipping this worker's
+  // bad gradient (training.on_bad_gradient: skip); the worker then goes on. Bounded in a row.
+  bool SkippedBadGradient(const absl::Status& error, int64_t step);
   // Gathers step's batch into next_x_ (and its targets) for PushStep to take.
   void Prefetch(int64_t step, std::span<const int64_t> indices);
-  absl::StatusOr<v1::JobState> ReportIfDue(int64_t version);
+  // Rank 0 evaluates when its steps crossed an epoch's end (from `from` to `to`) or reached the
+  // last one.
+  absl::StatusOr<v1::JobState> ReportIfDue(int64_t from, int64_t to);
   // Runs `call` (given its deadline) until it succeeds or fails for good. UNAVAILABLE (and
   // DEADLINE_EXCEEDED of a push or report, which the server deduplicates) is retried with
   // backoff for up to rpc_timeout after the first failure. DEADLINE_EXCEEDED of a pull, which
@@ -207,6 +214,9 @@ class WorkerSession {
   Tensor next_x_, next_targets_;
   std::vector<int32_t> next_labels_;
   int64_t prefetched_step_ = -1;
+  bool sync_ = true;      // training.consistency sync: the worker's step is the job's version
+  int64_t version_ = 0;   // the version of the weights the worker holds
+  int skipped_in_a_row_ = 0;
 
   absl::Time start_;
   // Where the worker's time went: computing gradients, exchanging them with the server
@@ -229,41 +239,54 @@ absl::Status WorkerSession::Run() {
   if (IsEndedState(state)) return EndOfJob(state, initial.version);
   const int64_t total_steps = reg_.total_steps();
   if (total_steps == 0) {
-    ASSIGN_OR_RETURN(state, ReportIfDue(0));
+    ASSIGN_OR_RETURN(state, ReportIfDue(0, 0));
     if (IsEndedState(state)) return EndOfJob(state, 0);
   }
   const int rank = reg_.rank();
-  // A job restored from a snapshot starts where the snapshot is.
+  version_ = initial.version;
+  // A job restored from a snapshot starts where the snapshot is (in ssp and async, where this
+  // worker was then).
   int64_t t = initial.version;
+  if (!sync_) {
+    absl::StatusOr<v1::HeartbeatResponse> at =
+        client_->CheckIn(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+    if (!at.ok()) return Annotate(at.status(), prefix_);
+    t = at->clock();
+  }
   int rewinds = 0;
   while (t < total_steps) {
     sampler_->StartEpoch(t / steps_per_epoch_);  // cheap unless the epoch changes
     absl::StatusOr<v1::JobState> pushed = PushStep(t, sampler_->Batch(t % steps_per_epoch_, rank));
-    if (!pushed.ok()) {
+    if (!pushed.ok() && !SkippedBadGradient(pushed.status(), t)) {
       ASSIGN_OR_RETURN(t, Rewind(pushed.status(), t, &rewinds));
       continue;
     }
-    if (IsEndedState(*pushed)) return EndOfJob(*pushed, t);
+    if (pushed.ok() && IsEndedState(*pushed)) return EndOfJob(*pushed, t);
     // While the server finishes the step: the next batch.
     if (t + 1 < total_steps) {
       sampler_->StartEpoch((t + 1) / steps_per_epoch_);
       Prefetch(t + 1, sampler_->Batch((t + 1) % steps_per_epoch_, rank));
     }
     absl::StatusOr<PullResult> pulled = PullVersion(t + 1);
+    if (!pulled.ok() && SkippedBadGradient(pulled.status(), t)) pulled = PullVersion(t + 1);
     if (!pulled.ok()) {
       ASSIGN_OR_RETURN(t, Rewind(pulled.status(), t, &rewinds));
       continue;
     }
     if (IsEndedState(pulled->state)) return EndOfJob(pulled->state, t + 1);
-    if (pulled->version != t + 1) {
+    // In sync the version is the step: t + 1, or later when backup workers completed steps
+    // without this one (it then goes on from the newest).
+    if (sync_ && pulled->version < t + 1) {
       return absl::InternalError(absl::StrCat(prefix_, ": asked for version ", t + 1,
                                               ", the parameter server sent version ",
                                               pulled->version));
     }
-    ASSIGN_OR_RETURN(state, ReportIfDue(t + 1));
-    if (IsEndedState(state)) return EndOfJob(state, t + 1);
-    MaybeLogProgress(t + 1, /*force=*/false);
-    ++t;
+    const int64_t next = sync_ ? std::min(pulled->version, total_steps) : t + 1;
+    version_ = pulled->version;
+    ASSIGN_OR_RETURN(state, ReportIfDue(t, next));
+    if (IsEndedState(state)) return EndOfJob(state, next);
+    MaybeLogProgress(next, /*force=*/false);
+    t = next;
     rewinds = 0;
   }
   if (options_.verbose) {
@@ -298,29 +321,46 @@ absl::StatusOr<int64_t> WorkerSession::Rewind(const absl::Status& error, int64_t
   }
   absl::StatusOr<v1::HeartbeatResponse> now =
       client_->CheckIn(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
-  if (!now.ok() || now->version() > step) return error;
+  if (!now.ok() || now->clock() > step) return error;
   if (now->state() == v1::JOB_STATE_PENDING) {
     ASSIGN_OR_RETURN(v1::JobState state, WaitWhilePending(now->state()));
     if (IsEndedState(state)) return error;
   }
-  const int64_t back = now->version();
+  const int64_t back = now->clock();
   std::fprintf(stderr, "%s: the job was rolled back to step %lld (this worker was at %lld); "
                "going on from there\n", prefix_.c_str(), static_cast<long long>(back),
                static_cast<long long>(step));
   // A restarted server has new shared-memory segments.
   if (options_.shared_memory) AttachSharedMemory();
   ASSIGN_OR_RETURN(PullResult pulled, PullVersion(back));
-  if (pulled.version != back && !IsEndedState(pulled.state)) {
+  if (sync_ && pulled.version != back && !IsEndedState(pulled.state)) {
     return absl::InternalError(absl::StrCat(prefix_, ": rewinding to version ", back,
                                             ", the parameter server sent version ",
                                             pulled.version));
   }
   prefetched_step_ = -1;
+  version_ = pulled.version;
   return back;
+}
+
+bool WorkerSession::SkippedBadGradient(const absl::Status& error, int64_t step) {
+  if (error.code() != absl::StatusCode::kInvalidArgument ||
+      reg_.spec().training().on_bad_gradient() != "skip" ||
+      ++skipped_in_a_row_ > kMaxSkippedInARow) {
+    return false;
+  }
+  absl::StatusOr<v1::JobState> state =
+      client_->Heartbeat(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
+  if (!state.ok() || *state != v1::JOB_STATE_RUNNING) return false;
+  std::fprintf(stderr, "%s: step %lld: the parameter server skipped this worker's gradient: %s\n",
+               prefix_.c_str(), static_cast<long long>(step),
+               std::string(error.message()).c_str());
+  return true;
 }
 
 absl::Status WorkerSession::Prepare() {
   const v1::JobSpec& spec = reg_.spec();
+  sync_ = spec.training().consistency() == "sync" || spec.training().consistency().empty();
   ASSIGN_OR_RETURN(data_, LoadJobData(spec.data()));
   if (data_.train.size() == 0) {
     return absl::InvalidArgumentError(
@@ -386,7 +426,8 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   v1::PushHeader header;
   header.set_job_id(reg_.job_id());
   header.set_worker_id(reg_.worker_id());
-  header.set_step(step);
+  header.set_step(sync_ ? step : version_);  // the version the gradient is computed on
+  header.set_clock(step);
   const int64_t n = static_cast<int64_t>(indices.size());
   header.set_sample_count(n);
   const absl::Time compute_start = absl::Now();
@@ -415,6 +456,9 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
     header.set_loss_sum(r->loss * static_cast<double>(n));
     header.set_correct(r->correct);
+    if (options_.slowdown > 1.0) {
+      absl::SleepFor((absl::Now() - compute_start) * (options_.slowdown - 1.0));
+    }
     window_samples_ += n;
     window_loss_sum_ += header.loss_sum();
   } else {
@@ -429,6 +473,7 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
       /*waits_for_peers=*/false);
   exchange_time_ += absl::Now() - exchange_start;
   if (!pushed.ok()) return StateAfterError(pushed.status(), absl::StrCat("push of step ", step));
+  skipped_in_a_row_ = 0;
   return v1::JOB_STATE_RUNNING;
 }
 
@@ -457,9 +502,10 @@ absl::StatusOr<PullResult> WorkerSession::PullVersion(int64_t min_version) {
   return ended;
 }
 
-absl::StatusOr<v1::JobState> WorkerSession::ReportIfDue(int64_t version) {
+absl::StatusOr<v1::JobState> WorkerSession::ReportIfDue(int64_t from, int64_t version) {
   const int64_t total_steps = reg_.total_steps();
-  const bool epoch_end = version > 0 && steps_per_epoch_ > 0 && version % steps_per_epoch_ == 0;
+  const bool epoch_end =
+      version > from && steps_per_epoch_ > 0 && version / steps_per_epoch_ != from / steps_per_epoch_;
   if (reg_.rank() != 0 || !(epoch_end || version == total_steps)) return v1::JOB_STATE_RUNNING;
   const absl::Time evaluation_start = absl::Now();
   absl::StatusOr<EvalResult> eval = EvaluateDataset(*model_, data_.test);

@@ -4,8 +4,10 @@
 // Loop: register (rank r of W, the spec) → load data, build the model → pull version 0 →
 // for each step t: gather its batch (BatchSampler, rank r) → forward/backward, each layer's
 // gradient announced as backward produces it (ParameterClient::PushPart) → push the gradient
-// for step t → gather the next batch while the server finishes the step → pull version t+1. Rank 0 also evaluates the test set at every epoch's
-// end and after the last step, and reports it. A heartbeat thread keeps the job aware of the
+// for step t → gather the next batch while the server finishes the step → pull version t+1
+// (sync; in ssp and async the pull names the worker's step t+1 and gets the newest version the
+// consistency model allows). Rank 0 also evaluates the test set at every epoch's end and after
+// the last step, and reports it. A heartbeat thread keeps the job aware of the
 // worker. All maths goes through core/. Not thread-safe: one Run() per Worker.
 #ifndef PSGRID_WORKER_WORKER_H_
 #define PSGRID_WORKER_WORKER_H_
@@ -27,6 +29,9 @@ struct WorkerOptions {
   absl::Duration heartbeat_period = absl::Seconds(1);
   bool verbose = true;                                  // progress lines on stderr
   bool shared_memory = false;  // exchange tensors through shared memory (same machine as server)
+  // >= 1: each step's computation is made this many times as long (by sleeping after it), to
+  // study a straggler (benchmarks of the consistency models).
+  double slowdown = 1.0;
 };
 
 class Worker {

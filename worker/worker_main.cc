@@ -26,6 +26,7 @@ struct WorkerMainOptions {
   double connect_timeout_seconds = 30;
   bool quiet = false;
   bool shared_memory = false;
+  double slowdown = 1.0;
 };
 
 std::string DefaultServer() {
@@ -47,6 +48,7 @@ absl::Status RunWorker(const WorkerMainOptions& opts) {
   options.job_id = opts.job_id;
   options.verbose = !opts.quiet;
   options.shared_memory = opts.shared_memory;
+  options.slowdown = opts.slowdown;
   Worker worker(client.get(), backend.get(), options);
   return worker.Run();
 }
@@ -73,6 +75,11 @@ int RunWorkerMain(int argc, char** argv) {
   app.add_flag("--quiet", opts.quiet, "No progress lines on stderr");
   app.add_flag("--shared-memory", opts.shared_memory,
                "Exchange tensors through shared memory (a worker on the server's machine)");
+  app.add_option("--slowdown", opts.slowdown,
+                 "Make each step's computation this many times as long (a straggler, for "
+                 "benchmarks)")
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -70,29 +70,40 @@ class Backend {
   // Σ x² over n elements, accumulated in double (gradient clipping by global norm).
   virtual double SquaredNorm(int64_t n, const float* x) = 0;
 
+  // true when none of x[0, n) is NaN or ±Inf (n = 0: true). One pass, for checking a
+  // pushed gradient before it is applied.
+  virtual bool AllFinite(int64_t n, const float* x) = 0;
+
   // Optimizer kernels over n parameters, as torch.optim defines them, on the gradient
   // g = rule.grad_scale·grad (+ rule.weight_decay·w where torch adds it), so that a sum of
   // gradients becomes their mean in the same pass.
+  //
+  // Each returns true when every weight it wrote, w[0, n), is finite, false when one of them
+  // is NaN or ±Inf (a NaN or Inf in the gradient or the state, or an update that overflowed).
+  // The test runs in the loop that writes the weights (no second pass over memory); the
+  // weights and state are written either way, so a caller that wants to keep the old weights
+  // on false must hold a copy. The state buffers themselves are not tested: a non-finite
+  // state reaches the weights in the same step for every rule here.
   // SGD: w ← w − lr·g.
-  virtual void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) = 0;
+  virtual bool SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) = 0;
   // Momentum (torch.optim.SGD's form): b ← μ·b + g; w ← w − lr·b. (With V = −lr·b this is
   // V ← μ·V − lr·g, W ← W + V at a constant lr.)
-  virtual void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+  virtual bool MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                               float* w) = 0;
   // Nesterov: b ← μ·b + g; w ← w − lr·(g + μ·b).
-  virtual void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+  virtual bool NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                               float* w) = 0;
   // Adagrad: s ← s + g²; w ← w − lr·g / (√s + eps) (rule.lr already decayed).
-  virtual void AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
+  virtual bool AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
                              float* w) = 0;
   // RMSprop: a ← α·a + (1−α)·g²; d = g / (√a + eps); with momentum b ← μ·b + d, w ← w − lr·b,
   // else w ← w − lr·d. `buf` may be null without momentum.
-  virtual void RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad,
+  virtual bool RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad,
                              float* square_avg, float* buf, float* w) = 0;
   // Adam: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
   // w ← w − (lr/bc1)·m / (√v/√bc2 + eps), bc = 1 − β^t. AdamW (`decoupled`): the weight decay
   // is w ← w·(1 − lr·λ) first, not added to g.
-  virtual void AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad,
+  virtual bool AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad,
                           float* m, float* v, float* w) = 0;
 };
 

@@ -28,16 +28,17 @@ class CpuBackend final : public Backend {
                           float* dpred) override;
   void Axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
   double SquaredNorm(int64_t n, const float* x) override;
-  void SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) override;
-  void MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+  bool AllFinite(int64_t n, const float* x) override;
+  bool SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) override;
+  bool MomentumUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                       float* w) override;
-  void NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
+  bool NesterovUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* buf,
                       float* w) override;
-  void AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
+  bool AdagradUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* sum,
                      float* w) override;
-  void RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* square_avg,
+  bool RmspropUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* square_avg,
                      float* buf, float* w) override;
-  void AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad, float* m,
+  bool AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad, float* m,
                   float* v, float* w) override;
 };
 

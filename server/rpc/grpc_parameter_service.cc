@@ -48,6 +48,7 @@ GradientPush PushOf(const v1::PushHeader& header, const Tensor* gradients) {
   GradientPush push;
   push.worker_id = header.worker_id();
   push.step = header.step();
+  push.clock = header.clock();
   push.sample_count = header.sample_count();
   push.loss_sum = header.loss_sum();
   push.correct = header.correct();
