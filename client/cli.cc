@@ -55,6 +55,13 @@ void AddOverrideOptions(CLI::App* cmd, SpecOverrides* overrides) {
   cmd->add_option("--max-steps", overrides->max_steps,
                   "Override training.max_steps (0 = no limit)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--consistency", overrides->consistency,
+                  "Override training.consistency (sync, ssp or async)");
+  cmd->add_option("--staleness", overrides->staleness, "Override training.staleness (ssp)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--backup-workers", overrides->backup_workers,
+                  "Override training.backup_workers (sync)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 OutputFormat ToFormat(const std::string& name) {
@@ -91,6 +98,9 @@ int RunCli(int argc, char** argv) {
   local_cmd->add_option("--threads", local.threads, "OpenBLAS threads per worker process")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  local_cmd->add_option("--slow-worker", local.slow_worker,
+                        "Make the last worker's steps this many times as long (a straggler)")
+      ->check(CLI::Range(1.0, 100.0));
   local_cmd->add_option("--data-dir", local.data_dir,
                         "The server's directory (default: a temporary one, removed at the end)");
   local_cmd->add_option("--worker-binary", local.worker_binary,

@@ -33,6 +33,10 @@ absl::StatusOr<v1::JobSpec> LoadJobSpecWithOverrides(const std::string& spec_pat
   if (overrides.workers > 0) training->set_workers(overrides.workers);
   if (overrides.epochs > 0) training->set_epochs(overrides.epochs);
   if (overrides.max_steps >= 0) training->set_max_steps(overrides.max_steps);
+  if (!overrides.consistency.empty()) training->set_consistency(overrides.consistency);
+  if (overrides.staleness >= 0) training->set_staleness(overrides.staleness);
+  if (overrides.backup_workers >= 0) training->set_backup_workers(overrides.backup_workers);
+  RETURN_IF_ERROR(WithSpecSource(spec_path, ValidateJobSpec(spec)));
   return spec;
 }
 

@@ -34,6 +34,9 @@ struct SpecOverrides {
   int workers = 0;
   int epochs = 0;
   int64_t max_steps = -1;
+  std::string consistency;  // "" = the spec's
+  int staleness = -1;
+  int backup_workers = -1;
 };
 
 // Reads, decodes and validates a job file, then applies the overrides. Errors name the file

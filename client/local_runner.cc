@@ -190,11 +190,19 @@ absl::Status LocalRun::SpawnWorkers() {
     ASSIGN_OR_RETURN(binary, ThisProgram());
   }
   const int count = spec_.training().workers();
+  // Workers train in the shared parameter segment, which only plain sync leaves alone.
+  const v1::TrainingSpec& t = spec_.training();
+  const bool shared_memory = t.consistency() == "sync" && t.backup_workers() == 0;
   for (int i = 1; i <= count; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> process,
-                     ChildProcess::Spawn({binary, "worker", "--server", address_, "--job", job_id_,
-                                          "--threads", std::to_string(options_.threads),
-                                          "--quiet", "--shared-memory"}));
+    std::vector<std::string> args = {binary,    "worker",  "--server",
+                                     address_,  "--job",   job_id_,
+                                     "--threads", std::to_string(options_.threads), "--quiet"};
+    if (shared_memory) args.push_back("--shared-memory");
+    if (i == count && options_.slow_worker > 1.0) {
+      args.push_back("--slowdown");
+      args.push_back(absl::StrCat(options_.slow_worker));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> process, ChildProcess::Spawn(args));
     workers_.push_back(WorkerProcess{i, std::move(process), false});
   }
   return absl::OkStatus();
@@ -280,6 +288,11 @@ void LocalRun::PrintResult(const v1::JobStatus& s, absl::Time start) const {
   j["test_accuracy"] = s.test_accuracy();
   j["samples"] = s.samples();
   j["samples_per_second"] = AverageSamplesPerSecond(s);  // over the whole training
+  j["consistency"] = s.spec().training().consistency();
+  j["staleness_histogram"] = std::vector<int64_t>(s.staleness_histogram().begin(),
+                                                  s.staleness_histogram().end());
+  j["late_gradients"] = s.late_gradients();
+  j["bad_gradients"] = s.bad_gradients();
   j["wall_seconds"] = s.wall_seconds();
   j["total_seconds"] = absl::ToDoubleSeconds(absl::Now() - start);
   j["workers"] = spec_.training().workers();

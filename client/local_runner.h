@@ -19,6 +19,7 @@ struct LocalRunOptions {
   std::string spec_path;
   SpecOverrides overrides;
   int threads = 1;            // OpenBLAS threads per worker process
+  double slow_worker = 1.0;   // > 1: the last worker's steps take this many times as long
   std::string data_dir;       // the server's directory; "" = a temporary one, removed at the end
   std::string worker_binary;  // the psgrid program the workers run; "" = this program
   std::string export_path;    // "" = none; else the final weights as a safetensors file
