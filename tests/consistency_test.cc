@@ -343,5 +343,62 @@ TEST_F(ConsistencyTest, SspGradientsStalerThanTheBoundAreRefused) {
                 "staleness bound 1");
 }
 
+// A snapshot of an async or ssp job records where each worker is; a restore sends each back
+// there (a heartbeat's clock), so that the workers rewind to their own steps.
+TEST_F(ConsistencyTest, RestoringAnAsyncJobSendsEachWorkerBackToItsOwnStep) {
+  Start("{workers: 2, batch_size: 4, consistency: async}");
+  job_->EnablePersistence(::psgrid::testing::TempPath("consistency_async_restore"));
+  const Tensor g = Gradient(0.01f);
+  for (int c = 0; c < 3; ++c) ASSERT_OK(job_->PushGradients(Push(0, job_->Status().step(), g, c)));
+  ASSERT_OK(job_->PushGradients(Push(1, job_->Status().step(), g, 0)));
+  auto snap = job_->TakeSnapshot(absl::Now() + absl::Seconds(10));
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->step, 4);
+  const Tensor at_snapshot = Weights();
+  for (int c = 1; c < 4; ++c) ASSERT_OK(job_->PushGradients(Push(1, job_->Status().step(), g, c)));
+  auto contents = job_->ReadSnapshot(snap->id);
+  ASSERT_OK(contents);
+  ASSERT_OK(job_->Restore(*contents));
+  EXPECT_EQ(job_->Status().step(), 4);
+  auto w0 = job_->Heartbeat(ids_[0]);
+  auto w1 = job_->Heartbeat(ids_[1]);
+  ASSERT_OK(w0);
+  ASSERT_OK(w1);
+  EXPECT_EQ(w0->clock(), 3);
+  EXPECT_EQ(w1->clock(), 1);
+  const Tensor restored = Weights();
+  for (const ParamInfo& info : job_->layout()) {  // (the arena's alignment padding aside)
+    EXPECT_EQ(0, std::memcmp(restored.data() + info.offset, at_snapshot.data() + info.offset,
+                             info.size * sizeof(float)));
+  }
+  // Worker 1's steps after the snapshot are gone: its pull for step 4 cannot come; step 1 can.
+  EXPECT_STATUS(job_->CheckPull(ids_[1], 4), absl::StatusCode::kFailedPrecondition, "step 1");
+  ASSERT_OK(job_->PushGradients(Push(1, 4, g, 1)));
+  EXPECT_EQ(job_->Status().step(), 5);
+}
+
+TEST_F(ConsistencyTest, RestoringAnSspJobDropsTheGradientsThatWereAhead) {
+  Start("{workers: 2, batch_size: 4, consistency: ssp, staleness: 2}");
+  job_->EnablePersistence(::psgrid::testing::TempPath("consistency_ssp_restore"));
+  const Tensor g = Gradient(0.01f);
+  ASSERT_OK(job_->PushGradients(Push(0, 0, g, 0)));
+  ASSERT_OK(job_->PushGradients(Push(1, 0, g, 0)));
+  auto snap = job_->TakeSnapshot(absl::Now() + absl::Seconds(10));
+  ASSERT_OK(snap);
+  ASSERT_OK(job_->PushGradients(Push(0, 1, g, 1)));
+  ASSERT_OK(job_->PushGradients(Push(0, 1, g, 2)));
+  auto contents = job_->ReadSnapshot(snap->id);
+  ASSERT_OK(contents);
+  ASSERT_OK(job_->Restore(*contents));
+  auto w0 = job_->Heartbeat(ids_[0]);
+  ASSERT_OK(w0);
+  EXPECT_EQ(w0->clock(), 1);
+  // Step 1 needs both workers again: worker 0's earlier gradient of it no longer counts.
+  ASSERT_OK(job_->PushGradients(Push(1, 1, g, 1)));
+  EXPECT_EQ(job_->Status().step(), 1);
+  ASSERT_OK(job_->PushGradients(Push(0, 1, g, 1)));
+  EXPECT_EQ(job_->Status().step(), 2);
+}
+
 }  // namespace
 }  // namespace psgrid
