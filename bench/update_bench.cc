@@ -10,14 +10,15 @@
 // SGD:      w, g        -> w        12 B/parameter
 // momentum: w, g, b     -> w, b     20 B/parameter
 // Adam:     w, g, m, v  -> w, m, v  28 B/parameter
-// The streaming speed is the best of two vectorised loops over arrays of --stream-mb each
-// (default: 4 x the last-level cache, at least 256 MiB), best of R passes:
-//   triad   a[i] = b[i] + s*c[i]  counted as STREAM counts it, 12 B per element;
-//   update  a[i] = a[i] + s*b[i]  12 B per element, every byte of which really moves (no
-//           write-allocate read that goes uncounted), the access pattern of the updates.
-// Achieved: the best of R timed updates of the whole arena (median reported too). Each
-// repeat runs the streaming passes first, whose arrays are far larger than the last-level
-// cache, so that every update starts with its arena out of cache, as the bound assumes.
+// The streaming speed is the fastest of two vectorised loops over arrays of --stream-mb each
+// (default: 4 x the last-level cache, at least 256 MiB), best of R passes, each compiled for
+// the baseline instruction set, AVX2 and AVX-512 (those the CPU has):
+//   triad     a[i] = b[i] + s*c[i]  counted as STREAM counts it, 12 B per element;
+//   in-place  a[i] = a[i] + s*b[i]  12 B per element, every byte of which really moves (no
+//             write-allocate read that goes uncounted): the access pattern of the updates.
+// Achieved: the best of R timed updates of the whole arena (the median is reported too).
+// Before each timed update a read of a buffer far larger than the last-level cache evicts the
+// arena, so that every update streams it from memory, as the bound assumes.
 // Prints a markdown table (ratio first) and, with --json, writes the results with a
 // description of the machine.
 #include <unistd.h>
@@ -61,15 +62,15 @@ double Median(std::vector<double> v) {
 // each run where the CPU has it, and the bound takes the fastest: the machine's streaming
 // speed, not the speed of the instruction set the update kernels happen to use. noinline keeps
 // each a loop of its own that the timing brackets.
-#define PSGRID_STREAM_KERNELS(SUFFIX, ATTRIBUTES)                                            \
-  ATTRIBUTES __attribute__((noinline)) void Triad##SUFFIX(                                     \
-      int64_t n, float s, const float* __restrict b, const float* __restrict c,               \
-      float* __restrict a) {                                                                   \
-    for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];                                    \
-  }                                                                                            \
-  ATTRIBUTES __attribute__((noinline)) void AddInPlace##SUFFIX(                                \
-      int64_t n, float s, const float* __restrict b, float* __restrict a) {                    \
-    for (int64_t i = 0; i < n; ++i) a[i] = a[i] + s * b[i];                                    \
+#define PSGRID_STREAM_KERNELS(SUFFIX, ATTRIBUTES)                               \
+  ATTRIBUTES __attribute__((noinline)) void Triad##SUFFIX(                      \
+      int64_t n, float s, const float* __restrict b, const float* __restrict c, \
+      float* __restrict a) {                                                    \
+    for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];                     \
+  }                                                                             \
+  ATTRIBUTES __attribute__((noinline)) void AddInPlace##SUFFIX(                 \
+      int64_t n, float s, const float* __restrict b, float* __restrict a) {     \
+    for (int64_t i = 0; i < n; ++i) a[i] = a[i] + s * b[i];                     \
   }
 
 PSGRID_STREAM_KERNELS(Baseline, )
@@ -99,6 +100,8 @@ std::vector<StreamVariant> StreamVariants() {
   return v;
 }
 
+// Reads one float of every 64-byte line of x[0, n).
+volatile float read_sink = 0;
 __attribute__((noinline)) float ReadAll(int64_t n, const float* x) {
   float s = 0;
   for (int64_t i = 0; i < n; i += 16) s += x[i];
@@ -112,13 +115,17 @@ double Time(F f) {
   return Seconds(Clock::now() - start);
 }
 
-std::string CpuModel() {
+// The first value of `key` in /proc/cpuinfo ("model name", "cpu family", "model").
+std::string CpuInfo(const std::string& key) {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const size_t end = line.find_last_not_of(" \t", colon - 1);
+    if (end != std::string::npos && line.compare(0, end + 1, key) == 0 && end + 1 == key.size()) {
+      const size_t start = line.find_first_not_of(' ', colon + 1);
+      return start == std::string::npos ? "" : line.substr(start);
     }
   }
   return "unknown";
@@ -186,7 +193,6 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
     c[i] = static_cast<float>(i % 5) * 0.5f;
   }
   std::vector<StreamVariant> streams = StreamVariants();
-  double flush_sink = 0;
   for (int r = 0; r < repeats; ++r) {
     // a + s*b with s alternating in sign keeps a bounded over the repeats.
     const float s = r % 2 == 0 ? 0.5f : -0.5f;
@@ -197,7 +203,7 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
     for (Case& k : cases) {
       // Reading a buffer far larger than the last-level cache evicts the arena (and leaves no
       // dirty lines of the streaming kernels to write back during the update).
-      flush_sink += ReadAll(m, b.data());
+      read_sink = ReadAll(m, b.data());
       k.optimizer->BeginStep(k.optimizer->step() + 1);
       bool finite = true;
       k.times.push_back(Time([&] { finite = k.optimizer->Update(backend, k.w, k.g, 1.0f, 0, n); }));
@@ -207,7 +213,6 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
       }
     }
   }
-  if (flush_sink == -1) std::printf("\n");
   // Both streaming kernels move 12 B per element: triad as STREAM counts it (the write-allocate
   // read of a is not counted), the in-place update exactly.
   const double elem_bytes = 3.0 * sizeof(float);
@@ -223,12 +228,16 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
                            {"triad_seconds", v.triad_times},
                            {"in_place_update_seconds", v.add_times}});
   }
-  const std::string cpu = CpuModel();
+  const std::string cpu = CpuInfo("model name");
+  const std::string family = CpuInfo("cpu family"), model = CpuInfo("model");
   const unsigned cores = std::thread::hardware_concurrency();
   const std::string date = UtcNow();
 
-  std::printf("update_bench: %lld parameters, %d repeats, 1 thread; %s, %u cores, %s\n",
-              static_cast<long long>(n), repeats, cpu.c_str(), cores, date.c_str());
+  std::printf(
+      "update_bench: %lld parameters, %d repeats, 1 thread; %s (family %s, model %s), "
+      "%u cores, %s\n",
+      static_cast<long long>(n), repeats, cpu.c_str(), family.c_str(), model.c_str(), cores,
+      date.c_str());
   std::printf("streaming bandwidth, best of %d over arrays of %.0f MiB (GB/s):", repeats,
               static_cast<double>(stream_bytes) / (1 << 20));
   for (const auto& row : stream_rows) {
@@ -237,9 +246,10 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
                 row["in_place_update_bytes_per_s"].get<double>() / 1e9);
   }
   std::printf(" bound uses the fastest, %.2f GB/s\n\n", stream_bw / 1e9);
-  std::printf("| optimizer | achieved / bound (best) | achieved / bound (median) | B/param | "
-              "achieved Mparam/s (best) | median Mparam/s | bound Mparam/s | achieved GB/s |\n"
-              "|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| optimizer | achieved / bound (best) | achieved / bound (median) | B/param | "
+      "achieved Mparam/s (best) | median Mparam/s | bound Mparam/s | achieved GB/s |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   nlohmann::json rows = nlohmann::json::array();
   for (const Case& k : cases) {
     const double best = static_cast<double>(n) / Best(k.times);
@@ -257,14 +267,17 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
                     {"ratio_median", median / bound},
                     {"update_seconds", k.times}});
   }
-  std::printf("\nRatio = updates/s over (streaming bytes/s / bytes per parameter); best of %d "
-              "(median in its own column). Streaming = the fastest of the kernels above.\n",
-              repeats);
+  std::printf(
+      "\nRatio = updates/s over (streaming bytes/s / bytes per parameter); best of %d "
+      "(median in its own column). Streaming = the fastest of the kernels above.\n",
+      repeats);
   if (!json_path.empty()) {
     const nlohmann::json out = {
         {"benchmark", "update"},
         {"machine",
          {{"cpu_model", cpu},
+          {"cpu_family", family},
+          {"cpu_model_number", model},
           {"cores", cores},
           {"last_level_cache_bytes", LastLevelCacheBytes()},
           {"date", date},

@@ -42,9 +42,9 @@ class Optimizer {
   // ranges that together cover the arena, each once (the parameter server applies a layer as
   // soon as every worker's gradient of it is in). The result equals Step's.
   // Returns true when every weight it wrote, [begin, end), is finite; false when one is NaN or
-  // ±Inf (from a non-finite gradient or state, or an overflow). Tested in the pass that writes
-  // the weights (Backend's kernels), so it costs no extra pass; the weights are written either
-  // way. An empty range returns true.
+  // ±Inf (from a non-finite gradient, a NaN in the state, or an overflow; see the Backend's
+  // kernels). Tested in the pass that writes the weights, so it costs no extra pass; the
+  // weights and state are written either way. An empty range returns true.
   virtual bool Update(Backend& backend, Tensor& weights, const Tensor& grads, float grad_scale,
                       int64_t begin, int64_t end) = 0;
   // Named state buffers, as torch names them (e.g. {"momentum_buffer"}); empty for plain SGD.

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "core/backend/cpu_backend.h"
 #include "core/data/loader.h"
 #include "core/rng.h"
@@ -43,7 +44,7 @@ class ConsistencyTest : public ::testing::Test {
     ASSERT_OK(job);
     job_ = std::move(*job);
     for (int r = 0; r < spec->training().workers(); ++r) {
-      auto a = job_->AddWorker("w" + std::to_string(r));
+      auto a = job_->AddWorker(absl::StrCat("w", r));
       ASSERT_OK(a);
       ids_.push_back(a->worker_id);
       EXPECT_EQ(a->total_steps, job_->worker_steps());

@@ -27,8 +27,8 @@ constexpr Kind kKinds[] = {{"sgd", 0},     {"momentum", 0.9}, {"nesterov", 0.9},
                            {"rmsprop", 0}, {"rmsprop", 0.5},  {"adam", 0},       {"adamw", 0}};
 
 std::string Name(const Kind& k) {
-  return std::string(k.type) + (k.momentum > 0 ? " (momentum " + std::to_string(k.momentum) + ")"
-                                               : "");
+  return std::string(k.type) +
+         (k.momentum > 0 ? " (momentum " + std::to_string(k.momentum) + ")" : "");
 }
 
 std::unique_ptr<Optimizer> Make(const Kind& k, double lr, int64_t n) {
@@ -109,8 +109,7 @@ TEST(OptimizerGuard, ANonFiniteGradientAnywhereReturnsFalse) {
   for (const Kind& k : kKinds) {
     for (float bad : {kNaN, kInf, -kInf}) {
       for (int64_t pos : positions) {
-        SCOPED_TRACE(Name(k) + " gradient " + std::to_string(bad) + " at " +
-                     std::to_string(pos));
+        SCOPED_TRACE(Name(k) + " gradient " + std::to_string(bad) + " at " + std::to_string(pos));
         auto opt = Make(k, 0.05, kN);
         ASSERT_NE(opt, nullptr);
         Tensor w = RandomTensor(rng, kN);
@@ -148,7 +147,9 @@ TEST(OptimizerGuard, AnUpdateThatOverflowsReturnsFalse) {
     Tensor g({kN});
     for (int64_t i = 0; i < kN; ++i) {
       w[i] = 0.5f;
-      g[i] = adaptive ? 0.0f : 0.25f;  // the others move, but stay far inside the range
+      // The others stay far inside the range: they move by lr·0.25 = 2.5e9 (SGD family), or
+      // not at all (a zero gradient; AdamW's decay makes them −1e35).
+      g[i] = adaptive ? 0.0f : 0.25f;
     }
     const int64_t pos = 17;
     w[pos] = adaptive ? FLT_MAX : 0.5f;
@@ -177,7 +178,7 @@ TEST(OptimizerGuard, ARangeWithoutTheBadElementReturnsTrue) {
       opt->BeginStep(1);
       EXPECT_TRUE(opt->Update(backend, w, g, 1.0f, pos + 1, kN));  // above it
       EXPECT_TRUE(opt->Update(backend, w, g, 1.0f, 0, pos));       // below it (end excluded)
-      EXPECT_TRUE(AllFiniteIn(w, 0, kN));                         // w[pos] not written yet
+      EXPECT_TRUE(AllFiniteIn(w, 0, kN));                          // w[pos] not written yet
       EXPECT_FALSE(opt->Update(backend, w, g, 1.0f, pos, pos + 1));
       EXPECT_FALSE(std::isfinite(w[pos]));
       // Later steps: a range away from it is still clean, the whole arena is not.

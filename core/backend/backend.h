@@ -79,11 +79,14 @@ class Backend {
   // gradients becomes their mean in the same pass.
   //
   // Each returns true when every weight it wrote, w[0, n), is finite, false when one of them
-  // is NaN or ±Inf (a NaN or Inf in the gradient or the state, or an update that overflowed).
+  // is NaN or ±Inf (a NaN or Inf in the gradient, a NaN in the state, an update that overflowed).
   // The test runs in the loop that writes the weights (no second pass over memory); the
   // weights and state are written either way, so a caller that wants to keep the old weights
-  // on false must hold a copy. The state buffers themselves are not tested: a non-finite
-  // state reaches the weights in the same step for every rule here.
+  // on false must hold a copy. The state buffers themselves are not tested: a NaN in them, or
+  // an Inf in a momentum buffer, reaches the weight in the same step, but an Inf in a
+  // second-moment state (Adagrad's sum, RMSprop's square_avg, Adam's v; e.g. from a finite
+  // gradient of 1e19 or more, whose square overflows) only stops that weight from moving.
+  //
   // SGD: w ← w − lr·g.
   virtual bool SgdUpdate(int64_t n, const UpdateRule& rule, const float* grad, float* w) = 0;
   // Momentum (torch.optim.SGD's form): b ← μ·b + g; w ← w − lr·b. (With V = −lr·b this is
