@@ -101,6 +101,9 @@ int RunCli(int argc, char** argv) {
   local_cmd->add_option("--slow-worker", local.slow_worker,
                         "Make the last worker's steps this many times as long (a straggler)")
       ->check(CLI::Range(1.0, 100.0));
+  bool no_shared_memory = false;
+  local_cmd->add_flag("--no-shared-memory", no_shared_memory,
+                      "Workers exchange tensors over gRPC on loopback, as remote ones do");
   local_cmd->add_option("--data-dir", local.data_dir,
                         "The server's directory (default: a temporary one, removed at the end)");
   local_cmd->add_option("--worker-binary", local.worker_binary,
@@ -206,6 +209,7 @@ int RunCli(int argc, char** argv) {
 
   if (*local_cmd) {
     local.output = local_json ? OutputFormat::kJson : ToFormat(local_format);
+    local.shared_memory = !no_shared_memory;
     if (single_process) {
       SingleProcessOptions opts;
       opts.spec_path = local.spec_path;

@@ -192,7 +192,8 @@ absl::Status LocalRun::SpawnWorkers() {
   const int count = spec_.training().workers();
   // Workers train in the shared parameter segment, which only plain sync leaves alone.
   const v1::TrainingSpec& t = spec_.training();
-  const bool shared_memory = t.consistency() == "sync" && t.backup_workers() == 0;
+  const bool shared_memory =
+      options_.shared_memory && t.consistency() == "sync" && t.backup_workers() == 0;
   for (int i = 1; i <= count; ++i) {
     std::vector<std::string> args = {binary,    "worker",  "--server",
                                      address_,  "--job",   job_id_,

@@ -20,6 +20,7 @@ struct LocalRunOptions {
   SpecOverrides overrides;
   int threads = 1;            // OpenBLAS threads per worker process
   double slow_worker = 1.0;   // > 1: the last worker's steps take this many times as long
+  bool shared_memory = true;  // workers exchange tensors through shared memory where they can
   std::string data_dir;       // the server's directory; "" = a temporary one, removed at the end
   std::string worker_binary;  // the psgrid program the workers run; "" = this program
   std::string export_path;    // "" = none; else the final weights as a safetensors file

@@ -217,6 +217,7 @@ class WorkerSession {
   bool sync_ = true;      // training.consistency sync: the worker's step is the job's version
   int64_t version_ = 0;   // the version of the weights the worker holds
   int skipped_in_a_row_ = 0;
+  absl::Duration last_push_time_;  // for options_.slowdown
 
   absl::Time start_;
   // Where the worker's time went: computing gradients, exchanging them with the server
@@ -456,13 +457,15 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
     header.set_loss_sum(r->loss * static_cast<double>(n));
     header.set_correct(r->correct);
-    if (options_.slowdown > 1.0) {
-      absl::SleepFor((absl::Now() - compute_start) * (options_.slowdown - 1.0));
-    }
+
     window_samples_ += n;
     window_loss_sum_ += header.loss_sum();
   } else {
     params.grads().SetZero();  // an empty tail batch: weight 0 in the server's average
+  }
+  if (options_.slowdown > 1.0) {
+    // A slower node: its computing and its sending (the last push's time) take F times as long.
+    absl::SleepFor((absl::Now() - compute_start + last_push_time_) * (options_.slowdown - 1.0));
   }
   const absl::Time exchange_start = absl::Now();
   compute_time_ += exchange_start - compute_start;
@@ -471,7 +474,8 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
         return client_->Push(header, params.infos(), params.grads(), deadline);
       },
       /*waits_for_peers=*/false);
-  exchange_time_ += absl::Now() - exchange_start;
+  last_push_time_ = absl::Now() - exchange_start;
+  exchange_time_ += last_push_time_;
   if (!pushed.ok()) return StateAfterError(pushed.status(), absl::StrCat("push of step ", step));
   skipped_in_a_row_ = 0;
   return v1::JOB_STATE_RUNNING;

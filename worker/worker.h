@@ -29,8 +29,8 @@ struct WorkerOptions {
   absl::Duration heartbeat_period = absl::Seconds(1);
   bool verbose = true;                                  // progress lines on stderr
   bool shared_memory = false;  // exchange tensors through shared memory (same machine as server)
-  // >= 1: each step's computation is made this many times as long (by sleeping after it), to
-  // study a straggler (benchmarks of the consistency models).
+  // >= 1: each step's computation and push are made this many times as long (by sleeping
+  // before the push), to study a straggler (benchmarks of the consistency models).
   double slowdown = 1.0;
 };
 

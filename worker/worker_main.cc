@@ -76,8 +76,8 @@ int RunWorkerMain(int argc, char** argv) {
   app.add_flag("--shared-memory", opts.shared_memory,
                "Exchange tensors through shared memory (a worker on the server's machine)");
   app.add_option("--slowdown", opts.slowdown,
-                 "Make each step's computation this many times as long (a straggler, for "
-                 "benchmarks)")
+                 "Make each step's computation and push this many times as long (a "
+                 "straggler, for benchmarks)")
       ->check(CLI::Range(1.0, 100.0))
       ->capture_default_str();
   try {
