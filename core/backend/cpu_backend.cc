@@ -135,7 +135,7 @@ int FiniteMask(float x) { return -static_cast<int>(std::fabs(x) <= FLT_MAX); }
 // round every operation as the scalar code reads: their results are bit-identical.
 #if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define PSGRID_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#define PSGRID_AVX2_CLONE __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 #endif
 #ifndef PSGRID_AVX2_CLONE
