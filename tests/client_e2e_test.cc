@@ -158,9 +158,15 @@ TEST_F(ClientE2eTest, SubmitWatchAndStatusOfATwoWorkerJob) {
   EXPECT_TRUE(j["test_accuracy"].is_number());
   EXPECT_GT(j["samples_per_second"].get<double>(), 0);
   EXPECT_EQ(j["spec"]["training"]["workers"], 2);
+  EXPECT_EQ(j["consistency"], "sync");
+  EXPECT_EQ(j["staleness_histogram"], nlohmann::json::array({54}));  // 2 x 27, none stale
+  EXPECT_EQ(j["late_gradients"], 0);
+  EXPECT_EQ(j["bad_gradients"], 0);
 
   CliRun table = RunPsgrid({"status", id, "--server", address_});
   EXPECT_THAT(table.out, HasSubstr("completed"));
+  EXPECT_THAT(table.out, HasSubstr("consistency:   sync"));
+  EXPECT_THAT(table.out, HasSubstr("staleness:     0:54"));
   for (auto& w : workers_) {
     ASSERT_TRUE(w->WaitFor(absl::Seconds(20)));
     EXPECT_TRUE(w->succeeded()) << w->DescribeExit();
