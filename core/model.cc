@@ -90,7 +90,9 @@ std::string FormatSummary(const ModelSummary& s) {
   return out;
 }
 
-absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) {
+absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) { return ForwardPass(x, false); }
+
+absl::StatusOr<const Tensor*> Model::ForwardPass(const Tensor& x, bool training) {
   if (x.rank() != static_cast<int>(input_shape_.size()) + 1 || x.dim(0) < 1 ||
       Shape(x.shape().begin() + 1, x.shape().end()) != input_shape_) {
     return absl::InvalidArgumentError(absl::StrCat("the input has shape ", ShapeToString(x.shape()),
@@ -99,6 +101,7 @@ absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) {
   }
   const Tensor* in = &x;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->SetTraining(training);
     layers_[i]->Forward(*backend_, *in, &activations_[i]);
     in = &activations_[i];
   }
@@ -112,7 +115,7 @@ absl::StatusOr<LossResult> Model::Evaluate(const Tensor& x, const Targets& targe
 
 absl::StatusOr<LossResult> Model::ComputeGradients(
     const Tensor& x, const Targets& targets, const std::function<void(int64_t)>& on_ready) {
-  ASSIGN_OR_RETURN(const Tensor* out, Forward(x));
+  ASSIGN_OR_RETURN(const Tensor* out, ForwardPass(x, /*training=*/true));
   ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out, targets, &loss_grad_));
   const Tensor* dy = &loss_grad_;
   for (size_t i = layers_.size(); i-- > 0;) {

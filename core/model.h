@@ -62,8 +62,8 @@ class Model {
   const Loss& loss() const { return *loss_; }
   ModelSummary Summary() const;
 
-  // Forward pass of x [batch, input shape...]; the output [batch, outputs] stays valid until
-  // the next call. INVALID_ARGUMENT when x does not have the input shape.
+  // Forward pass of x [batch, input shape...] in evaluation mode (no dropout); the output
+  // [batch, outputs] stays valid until the next call. INVALID_ARGUMENT when x does not have the input shape.
   absl::StatusOr<const Tensor*> Forward(const Tensor& x);
   // Forward, loss and backward: overwrites parameters().grads() with the gradient of the mean
   // loss over the batch. Backward runs from the last layer to the first; after each layer
@@ -78,6 +78,8 @@ class Model {
 
  private:
   Model() = default;
+  // Forward with the layers in training (dropout on) or evaluation mode.
+  absl::StatusOr<const Tensor*> ForwardPass(const Tensor& x, bool training);
 
   Backend* backend_ = nullptr;
   Shape input_shape_;

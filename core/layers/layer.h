@@ -31,6 +31,9 @@ class Layer {
   virtual absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                                       ParameterSet* params) = 0;
   virtual void Bind(ParameterSet* params) {}
+  // Training (ComputeGradients) or evaluation (Forward, Evaluate): dropout is on only while
+  // training. Called before each pass.
+  virtual void SetTraining(bool training) {}
 
   // y ← layer(x); y is resized to [batch, output shape...].
   virtual void Forward(Backend& backend, const Tensor& x, Tensor* y) = 0;
