@@ -114,10 +114,11 @@ void ApplyJobSpecDefaults(v1::JobSpec* spec) {
   if (model->init().scheme().empty()) model->mutable_init()->set_scheme("he");
   v1::DataSpec* data = spec->mutable_data();
   if (data->dataset().empty()) data->set_dataset("fashion-mnist");
-  if (data->path().empty() && data->dataset() != "csv") {
+  if (data->path().empty() && data->dataset() != "csv" && data->dataset() != "text") {
     data->set_path("/usr/share/datasets/" + data->dataset());
   }
   if (!data->has_shuffle()) data->set_shuffle(true);
+  if (data->dataset() == "text" && data->sequence_length() == 0) data->set_sequence_length(64);
   v1::TrainingSpec* training = spec->mutable_training();
   if (training->workers() == 0) training->set_workers(1);
   if (training->batch_size() == 0) training->set_batch_size(64);
@@ -144,7 +145,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return s;
   }
   if (absl::Status s =
-          CheckOneOf("data.dataset", spec.data().dataset(), {"fashion-mnist", "mnist", "csv"});
+          CheckOneOf("data.dataset", spec.data().dataset(), {"fashion-mnist", "mnist", "csv", "text"});
       !s.ok()) {
     return s;
   }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/csv.h"
+#include "core/data/text.h"
 #include "core/status_macros.h"
 
 namespace psgrid {
@@ -47,8 +48,12 @@ absl::StatusOr<TrainTestData> LoadJobData(const v1::DataSpec& spec) {
     out.test = Slice(train, n - test_rows, n);
     return out;
   }
+  if (spec.dataset() == "text") {
+    ASSIGN_OR_RETURN(TextData text, LoadTextData(spec.path(), spec.sequence_length()));
+    return std::move(text.data);
+  }
   return absl::InvalidArgumentError(absl::StrCat("data.dataset: unknown data set '", spec.dataset(),
-                                                 "'; expected fashion-mnist, mnist or csv"));
+                                                 "'; expected fashion-mnist, mnist, csv or text"));
 }
 
 absl::StatusOr<DataShape> DescribeJobData(const v1::DataSpec& spec) {

@@ -3,6 +3,8 @@
 //   fashion-mnist, mnist: the MNIST-format IDX directory at data.path.
 //   csv: data.path for training and data.test_path for testing; without a test_path the last
 //        10% of the rows (at least one) are held out for testing.
+//   text: windows of data.sequence_length characters of the UTF-8 file at data.path and the
+//        next character of each (core/data/text.h); the last 10% of the text validates.
 #ifndef PSGRID_CORE_DATA_LOADER_H_
 #define PSGRID_CORE_DATA_LOADER_H_
 
