@@ -21,7 +21,16 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   Shape shape = input_shape;
   for (int i = 0; i < spec.layers_size(); ++i) {
     const std::string field = absl::StrCat("model.layers[", i, "]");
-    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(spec.layers(i), field));
+    // Sizes the data decides: the last dense layer's units (the classes or target values) and
+    // an embedding's vocabulary (a text data set's classes are its vocabulary) when left 0.
+    v1::LayerSpec layer_spec = spec.layers(i);
+    if (layer_spec.type() == "dense" && layer_spec.units() == 0 && i + 1 == spec.layers_size()) {
+      layer_spec.set_units(static_cast<int32_t>(outputs));
+    }
+    if (layer_spec.type() == "embedding" && layer_spec.vocab() == 0) {
+      layer_spec.set_vocab(static_cast<int32_t>(outputs));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<Layer> layer, CreateLayer(layer_spec, field, spec.init().seed()));
     const int first_param = static_cast<int>(model->params_.infos().size());
     absl::StatusOr<Shape> out = layer->Build(shape, absl::StrCat(i), &model->params_);
     if (!out.ok()) {

@@ -146,8 +146,17 @@ TEST(Model, UnknownLayerTypeNamesTheField) {
 
 TEST(Model, DenseWithoutUnitsNamesTheField) {
   CpuBackend backend;
-  EXPECT_STATUS(Model::Create(MakeModelSpec({{"dense", 0}}), {3}, 4, &backend),
+  EXPECT_STATUS(Model::Create(MakeModelSpec({{"dense", 0}, {"relu", 0}, {"dense", 4}}), {3}, 4,
+                              &backend),
                 absl::StatusCode::kInvalidArgument, "model.layers[0].units");
+}
+
+TEST(Model, TheLastDenseLayerWithoutUnitsOutputsWhatTheDataNeeds) {
+  CpuBackend backend;
+  auto model = Model::Create(MakeModelSpec({{"dense", 8}, {"relu", 0}, {"dense", 0}}), {3}, 5,
+                             &backend);
+  ASSERT_OK(model);
+  EXPECT_EQ((*model)->parameters().infos().back().shape, Shape({5}));  // "2.bias"
 }
 
 TEST(Model, OutputThatDoesNotFitTheClassesNamesTheLastDenseLayer) {

@@ -1,5 +1,8 @@
 #!/usr/bin/python3
-"""PyTorch side of bench/mlp_vs_torch.py: the MLP 784-256-128-10 on Fashion-MNIST.
+"""PyTorch side of bench/mlp_vs_torch.py (the MLP 784-256-128-10 on Fashion-MNIST) and of
+bench/cnn_vs_torch.py (--model cnn: examples/fmnist_cnn.yaml's CNN, conv 5x5x32 pad 2, ReLU,
+maxpool 2, conv 5x5x64 pad 2, ReLU, maxpool 2, flatten, Linear(3136, 1024), ReLU, Linear(1024,
+10), on [N, 1, 28, 28] images).
 
 Trains torch.nn.Sequential(Linear(784,256), ReLU, Linear(256,128), ReLU, Linear(128,10)) with
 cross-entropy and torch.optim.SGD(momentum) at the given batch, the same loop psgrid runs: a
@@ -47,6 +50,8 @@ def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None):
             barrier()
         start = time.perf_counter()
         for b in range(0, len(perm), args.batch):
+            if args.max_steps and samples >= args.max_steps * args.batch:
+                break
             idx = perm[b:b + args.batch]
             xb, yb = xtr[idx], ytr[idx]
             opt.zero_grad(set_to_none=True)
@@ -59,20 +64,33 @@ def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None):
     return seconds, samples
 
 
-def make_model():
-    return torch.nn.Sequential(
-        torch.nn.Linear(784, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, 128), torch.nn.ReLU(),
-        torch.nn.Linear(128, 10))
+def make_model(kind="mlp"):
+    nn = torch.nn
+    if kind == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(),
+        nn.Linear(256, 128), nn.ReLU(),
+        nn.Linear(128, 10))
+
+
+def shaped(x, kind):
+    """Images as the model takes them: [N, 784] for the MLP, [N, 1, 28, 28] for the CNN."""
+    return x.reshape(len(x), 1, 28, 28) if kind == "cnn" else x
 
 
 def accuracy(model, xte, yte):
     with torch.no_grad():
-        return (model(xte).argmax(1) == yte).float().mean().item()
+        correct = sum((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item()
+                      for i in range(0, len(xte), 1000))
+        return correct / len(xte)
 
 
 def report(args, mode, procs, seconds, samples, acc):
-    print(json.dumps({"peer": "pytorch", "mode": mode, "procs": procs, "torch": torch.__version__,
+    print(json.dumps({"peer": "pytorch", "model": args.model, "mode": mode, "procs": procs, "torch": torch.__version__,
                       "threads": args.threads,
                       "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                       "samples": samples, "train_seconds": round(seconds, 4),
@@ -89,7 +107,8 @@ def ddp_process(rank, args):
                             world_size=args.ddp)
     xtr, ytr = load(args.data, "train")
     xte, yte = load(args.data, "t10k")
-    model = DistributedDataParallel(make_model())
+    xtr, xte = shaped(xtr, args.model), shaped(xte, args.model)
+    model = DistributedDataParallel(make_model(args.model))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     seconds, samples = train(model, opt, xtr, ytr, args, rank, args.ddp, dist.barrier)
     totals = torch.tensor([seconds, float(samples)], dtype=torch.float64)
@@ -106,7 +125,9 @@ def ddp_process(rank, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--max-steps", type=int, default=0, help="> 0: stop after this many steps")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
@@ -125,7 +146,8 @@ def main():
     torch.manual_seed(args.seed)
     xtr, ytr = load(args.data, "train")
     xte, yte = load(args.data, "t10k")
-    model = make_model()
+    xtr, xte = shaped(xtr, args.model), shaped(xte, args.model)
+    model = make_model(args.model)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     seconds, samples = train(model, opt, xtr, ytr, args)
     report(args, "single", 1, seconds, samples, accuracy(model, xte, yte))

@@ -108,6 +108,102 @@ class Backend {
   // is w ← w·(1 − lr·λ) first, not added to g.
   virtual bool AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad,
                           float* m, float* v, float* w) = 0;
+
+  // ---- Convolution, pooling and dropout ---------------------------------------------------
+  // Images are NCHW, row-major. A square window of `kernel` (pooling: `size`) moved by `stride`
+  // over an input padded with `padding` zeros on each side gives
+  // out_h = (height + 2·padding − kernel) / stride + 1 (floor; likewise out_w), as torch.
+
+  // One sample's input x [channels, height, width] as the columns matrix of a convolution,
+  // cols [channels·kernel·kernel, out_h·out_w]:
+  //   cols[(c·kernel + i)·kernel + j, oh·out_w + ow] = x[c, oh·stride − padding + i,
+  //                                                       ow·stride − padding + j]  (0 outside).
+  virtual void Im2Col(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+                      int64_t stride, int64_t padding, const float* x, float* cols) = 0;
+  // The adjoint of Im2Col: dx [channels, height, width] ← the sum, per pixel, of the column
+  // entries that Im2Col copies from it (dx is overwritten; padding entries are dropped).
+  virtual void Col2Im(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+                      int64_t stride, int64_t padding, const float* cols, float* dx) = 0;
+  // y[b, c, s] = bias[c] for y [batch, channels, spatial] (a convolution's bias).
+  virtual void BroadcastChannels(int64_t batch, int64_t channels, int64_t spatial,
+                                 const float* bias, float* y) = 0;
+  // out[c] = Σ_b Σ_s x[b, c, s] for x [batch, channels, spatial] (its gradient).
+  virtual void SumChannels(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                           float* out) = 0;
+  // Max pooling (torch.nn.MaxPool2d, no padding, floor mode) of `planes` planes
+  // [height, width] into y [planes, out_h, out_w]; argmax (same shape) receives the index
+  // ih·width + iw, within its plane, of the first maximum in row-major window order (a NaN
+  // counts as the maximum, as in torch).
+  virtual void MaxPool2dForward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                                int64_t stride, const float* x, float* y, int32_t* argmax) = 0;
+  // dx [planes, height, width] ← 0, then dx[p, argmax[p, o]] += dy[p, o].
+  virtual void MaxPool2dBackward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                                 int64_t stride, const int32_t* argmax, const float* dy,
+                                 float* dx) = 0;
+  // Average pooling (torch.nn.AvgPool2d, no padding, floor mode): each output is the sum of
+  // its size×size window divided by size².
+  virtual void AvgPool2dForward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                                int64_t stride, const float* x, float* y) = 0;
+  // dx ← 0, then every input of a window gets dy of that window / size².
+  virtual void AvgPool2dBackward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                                 int64_t stride, const float* dy, float* dx) = 0;
+  // Inverted dropout (torch.nn.Dropout in training) over n elements, rate in [0, 1):
+  // mask[i] = 1/(1 − rate) when element i is kept, else 0; y = x ⊙ mask. The draw is a pure
+  // function of (seed, i), so that every backend makes the same mask: with
+  // mix(z) = SplitMix64's output function and h = mix(mix(seed) + (i + 1)·0x9E3779B97F4A7C15),
+  // element i is kept iff (h >> 40)·2⁻²⁴ >= rate (as floats).
+  virtual void DropoutForward(int64_t n, float rate, uint64_t seed, const float* x, float* mask,
+                              float* y) = 0;
+  // dx = dy ⊙ mask.
+  virtual void DropoutBackward(int64_t n, const float* mask, const float* dy, float* dx) = 0;
+  // ---- end of convolution, pooling and dropout --------------------------------------------
+
+  // ---- Recurrent cells and embeddings -------------------------------------------------------
+  // Used by core/layers/recurrent.h and core/layers/embedding.h. Recurrent layers keep their
+  // per-step buffers time-major ([steps, batch, ·]) so that one step is one contiguous
+  // [batch, ·] block and the per-step products are plain Gemm calls.
+  //
+  // dst[j, i, :] = src[i, j, :] for src [d0, d1, inner] and dst [d1, d0, inner]: batch-major ↔
+  // time-major. src and dst must not overlap.
+  virtual void SwapLeadingDims(int64_t d0, int64_t d1, int64_t inner, const float* src,
+                               float* dst) = 0;
+  // y[0, n) = 0.
+  virtual void FillZeros(int64_t n, float* y) = 0;
+  // One LSTM step for `batch` rows of `hidden` units, gates in torch's order i, f, g, o.
+  // gates [batch, 4·hidden]: in, the pre-activations x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh;
+  // out, the activations σ(i), σ(f), tanh(g), σ(o). c_prev [batch, hidden], null for zeros.
+  // Writes c = f⊙c_prev + i⊙g, tanh_c = tanh(c) and h = o⊙tanh_c, each [batch, hidden].
+  virtual void LstmCellForward(int64_t batch, int64_t hidden, float* gates, const float* c_prev,
+                               float* c, float* tanh_c, float* h) = 0;
+  // Its backward pass, from the forward's gates (activations), c_prev (null: zeros) and
+  // tanh_c, dh = ∂L/∂h and dc_next = ∂L/∂c from the later steps (null: zeros). Writes
+  // dgates [batch, 4·hidden] (∂L/∂pre-activations) and, when not null, dc_prev = ∂L/∂c_prev.
+  virtual void LstmCellBackward(int64_t batch, int64_t hidden, const float* gates,
+                                const float* c_prev, const float* tanh_c, const float* dh,
+                                const float* dc_next, float* dgates, float* dc_prev) = 0;
+  // One GRU step, torch's order r, z, n. gates [batch, 3·hidden]: in, gx = x·W_ihᵀ + b_ih;
+  // out, the activations r, z, n. hproj [batch, 3·hidden] is gh = h_prev·W_hhᵀ + b_hh; h_prev
+  // null for zeros. r = σ(gx_r + gh_r), z = σ(gx_z + gh_z), n = tanh(gx_n + r⊙gh_n),
+  // h = (1 − z)⊙n + z⊙h_prev.
+  virtual void GruCellForward(int64_t batch, int64_t hidden, float* gates, const float* hproj,
+                              const float* h_prev, float* h) = 0;
+  // Its backward pass from the forward's gates (activations), hproj and h_prev (null: zeros)
+  // and dh = ∂L/∂h: writes dgx = ∂L/∂gx and dgh = ∂L/∂gh, both [batch, 3·hidden], and, when
+  // dh_prev is not null, adds the direct part z⊙dh to it (the caller adds dgh·W_hh).
+  virtual void GruCellBackward(int64_t batch, int64_t hidden, const float* gates,
+                               const float* hproj, const float* h_prev, const float* dh,
+                               float* dgx, float* dgh, float* dh_prev) = 0;
+  // Embedding lookup: y[i, :] = weight[ids[i], :] for n ids (floats holding integers) into
+  // weight [vocab, dim]. An id that is not an integer in [0, vocab) (NaN included) is never
+  // used as an index: its row of y is zero. Returns the position of the first such id, −1
+  // when every id is valid.
+  virtual int64_t EmbeddingForward(int64_t n, int64_t vocab, int64_t dim, const float* ids,
+                                   const float* weight, float* y) = 0;
+  // dweight [vocab, dim] = Σ_i onehot(ids[i]) ⊗ dy[i, :], overwritten: repeated ids add up
+  // (in the order of i), invalid ids are skipped.
+  virtual void EmbeddingBackward(int64_t n, int64_t vocab, int64_t dim, const float* ids,
+                                 const float* dy, float* dweight) = 0;
+  // ---- end of recurrent cells and embeddings ------------------------------------------------
 };
 
 }  // namespace psgrid

@@ -41,6 +41,48 @@ class CpuBackend final : public Backend {
                      float* buf, float* w) override;
   bool AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad, float* m,
                   float* v, float* w) override;
+
+  // ---- Convolution, pooling and dropout (cpu_backend_conv.cc) ----
+  void Im2Col(int64_t channels, int64_t height, int64_t width, int64_t kernel, int64_t stride,
+              int64_t padding, const float* x, float* cols) override;
+  void Col2Im(int64_t channels, int64_t height, int64_t width, int64_t kernel, int64_t stride,
+              int64_t padding, const float* cols, float* dx) override;
+  void BroadcastChannels(int64_t batch, int64_t channels, int64_t spatial, const float* bias,
+                         float* y) override;
+  void SumChannels(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                   float* out) override;
+  void MaxPool2dForward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                        int64_t stride, const float* x, float* y, int32_t* argmax) override;
+  void MaxPool2dBackward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                         int64_t stride, const int32_t* argmax, const float* dy,
+                         float* dx) override;
+  void AvgPool2dForward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                        int64_t stride, const float* x, float* y) override;
+  void AvgPool2dBackward(int64_t planes, int64_t height, int64_t width, int64_t size,
+                         int64_t stride, const float* dy, float* dx) override;
+  void DropoutForward(int64_t n, float rate, uint64_t seed, const float* x, float* mask,
+                      float* y) override;
+  void DropoutBackward(int64_t n, const float* mask, const float* dy, float* dx) override;
+  // ---- end of convolution, pooling and dropout ----
+  // ---- Recurrent cells and embeddings (cpu_backend_recurrent.cc) ----
+  void SwapLeadingDims(int64_t d0, int64_t d1, int64_t inner, const float* src,
+                       float* dst) override;
+  void FillZeros(int64_t n, float* y) override;
+  void LstmCellForward(int64_t batch, int64_t hidden, float* gates, const float* c_prev, float* c,
+                       float* tanh_c, float* h) override;
+  void LstmCellBackward(int64_t batch, int64_t hidden, const float* gates, const float* c_prev,
+                        const float* tanh_c, const float* dh, const float* dc_next,
+                        float* dgates, float* dc_prev) override;
+  void GruCellForward(int64_t batch, int64_t hidden, float* gates, const float* hproj,
+                      const float* h_prev, float* h) override;
+  void GruCellBackward(int64_t batch, int64_t hidden, const float* gates, const float* hproj,
+                       const float* h_prev, const float* dh, float* dgx, float* dgh,
+                       float* dh_prev) override;
+  int64_t EmbeddingForward(int64_t n, int64_t vocab, int64_t dim, const float* ids,
+                           const float* weight, float* y) override;
+  void EmbeddingBackward(int64_t n, int64_t vocab, int64_t dim, const float* ids, const float* dy,
+                         float* dweight) override;
+  // ---- end of recurrent cells and embeddings ----
 };
 
 // Threads of the OpenBLAS pool (process-wide in OpenBLAS itself); n <= 0 leaves it as is.

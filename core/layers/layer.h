@@ -43,9 +43,11 @@ class Layer {
                         Tensor* dx) = 0;
 };
 
-// Builds a layer from its spec. `field` names it in errors, e.g. "model.layers[3]".
+// Builds a layer from its spec. `field` names it in errors, e.g. "model.layers[3]". `seed`
+// (the model's init seed) seeds layers that draw random numbers (dropout's masks, together
+// with `field`).
 absl::StatusOr<std::unique_ptr<Layer>> CreateLayer(const v1::LayerSpec& spec,
-                                                   const std::string& field);
+                                                   const std::string& field, uint64_t seed = 0);
 
 }  // namespace psgrid
 
