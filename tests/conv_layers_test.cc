@@ -1,14 +1,11 @@
 // conv2d, maxpool2d, avgpool2d, flatten and dropout: numerical gradient checks (layers and a
 // whole CNN), output shapes, spec errors, dropout's statistics and reproducibility, and parity
 // with torch.nn.functional (skipped, saying so, when /usr/bin/python3 has no torch).
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -24,6 +21,7 @@
 #include "core/layers/layer.h"
 #include "core/model.h"
 #include "core/rng.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
 #ifndef PSGRID_SOURCE_DIR
@@ -32,6 +30,10 @@
 
 namespace psgrid {
 namespace {
+
+using ::psgrid::testing::BuildLayer;
+using ::psgrid::testing::BuiltLayer;
+using ::psgrid::testing::WriteRaw;
 
 // ---------------------------------------------------------------------------------------------
 // Spec helpers
@@ -102,26 +104,6 @@ Shape Batched(int64_t batch, Shape sample) {
   return sample;
 }
 
-// A layer with its parameters allocated and bound.
-struct BuiltLayer {
-  std::unique_ptr<Layer> layer;
-  ParameterSet params;
-  Shape output;
-};
-
-absl::Status Build(const v1::LayerSpec& spec, const Shape& sample, BuiltLayer* out,
-                   uint64_t seed = 0) {
-  auto layer = CreateLayer(spec, "layer", seed);
-  if (!layer.ok()) return layer.status();
-  out->layer = std::move(*layer);
-  auto shape = out->layer->Build(sample, "0", &out->params);
-  if (!shape.ok()) return shape.status();
-  out->output = *shape;
-  out->params.Allocate();
-  out->layer->Bind(&out->params);
-  return absl::OkStatus();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Numerical gradient checks: central differences of L = Σ r ⊙ layer(x), summed in double.
 
@@ -144,11 +126,6 @@ void FillDistinct(Rng& rng, Tensor& t) {
   }
 }
 
-void ExpectGradClose(double analytic, double numeric, const std::string& what) {
-  const double tol = 2e-3 + 1e-2 * std::max(std::abs(analytic), std::abs(numeric));
-  EXPECT_NEAR(analytic, numeric, tol) << what;
-}
-
 struct CheckOptions {
   bool training = true;
   bool distinct_inputs = false;                      // max pooling
@@ -160,7 +137,7 @@ void CheckLayerGradients(const v1::LayerSpec& spec, const Shape& sample, int64_t
   CpuBackend backend;
   Rng rng(seed);
   BuiltLayer built;
-  ASSERT_OK(Build(spec, sample, &built, seed));
+  ASSERT_OK(BuildLayer(spec, sample, &built, seed));
   Layer& layer = *built.layer;
   ParameterSet& params = built.params;
   layer.SetTraining(options.training);
@@ -187,36 +164,9 @@ void CheckLayerGradients(const v1::LayerSpec& spec, const Shape& sample, int64_t
   layer.Backward(backend, x, y, r, &dx);
   ASSERT_EQ(dx.shape(), x.shape());
   const Tensor analytic_params = params.grads();
-
-  const auto probe = [&]() {
-    Tensor out;
-    forward(&out);
-    double sum = 0;
-    for (int64_t i = 0; i < out.size(); ++i) sum += static_cast<double>(out[i]) * r[i];
-    return sum;
-  };
-  for (int64_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + static_cast<float>(kStep);
-    const double up = probe();
-    x[i] = saved - static_cast<float>(kStep);
-    const double down = probe();
-    x[i] = saved;
-    ExpectGradClose(dx[i], (up - down) / (2 * kStep), absl::StrCat("dx[", i, "]"));
-  }
-  for (const ParamInfo& info : params.infos()) {
-    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
-      float& w = params.values()[i];
-      const float saved = w;
-      w = saved + static_cast<float>(kStep);
-      const double up = probe();
-      w = saved - static_cast<float>(kStep);
-      const double down = probe();
-      w = saved;
-      ExpectGradClose(analytic_params[i], (up - down) / (2 * kStep),
-                      absl::StrCat(info.name, "[", i - info.offset, "]"));
-    }
-  }
+  ::psgrid::testing::ExpectLayerGradientsMatchDifferences(
+      backend, layer, params, x, r, dx, static_cast<float>(kStep),
+      ::psgrid::testing::ExpectGradientClose, options.before_forward);
 
   // Without dx the parameter gradients are the same.
   if (params.total_size() > 0) {
@@ -302,7 +252,7 @@ TEST(ConvShapes, Conv2dOutputSizeIsFloorOfPaddedInputMinusKernelOverStridePlusOn
   };
   for (const Case& c : cases) {
     BuiltLayer built;
-    ASSERT_OK(Build(ConvSpec(c.filters, c.kernel, c.stride, c.padding), c.input, &built));
+    ASSERT_OK(BuildLayer(ConvSpec(c.filters, c.kernel, c.stride, c.padding), c.input, &built));
     const int64_t h = c.input[c.input.size() - 2], w = c.input.back();
     const Shape expected = {c.filters, (h + 2 * c.padding - c.kernel) / c.stride + 1,
                             (w + 2 * c.padding - c.kernel) / c.stride + 1};
@@ -319,35 +269,35 @@ TEST(ConvShapes, Conv2dOutputSizeIsFloorOfPaddedInputMinusKernelOverStridePlusOn
   }
   // 28 + 4 − 5 = 27: stride 2 gives 14, stride 3 gives 10.
   BuiltLayer s2, s3;
-  ASSERT_OK(Build(ConvSpec(4, 5, 2, 2), {28, 28}, &s2));
-  ASSERT_OK(Build(ConvSpec(4, 5, 3, 2), {28, 28}, &s3));
+  ASSERT_OK(BuildLayer(ConvSpec(4, 5, 2, 2), {28, 28}, &s2));
+  ASSERT_OK(BuildLayer(ConvSpec(4, 5, 3, 2), {28, 28}, &s3));
   EXPECT_EQ(s2.output, (Shape{4, 14, 14}));
   EXPECT_EQ(s3.output, (Shape{4, 10, 10}));
 }
 
 TEST(ConvShapes, Conv2dWithoutBiasDeclaresOnlyTheWeight) {
   BuiltLayer built;
-  ASSERT_OK(Build(ConvSpec(4, 3, 1, 1, /*bias=*/0), {2, 5, 5}, &built));
+  ASSERT_OK(BuildLayer(ConvSpec(4, 3, 1, 1, /*bias=*/0), {2, 5, 5}, &built));
   ASSERT_EQ(built.params.infos().size(), 1u);
   EXPECT_EQ(built.params.infos()[0].name, "0.weight");
   BuiltLayer with;
-  ASSERT_OK(Build(ConvSpec(4, 3, 1, 1, /*bias=*/1), {2, 5, 5}, &with));
+  ASSERT_OK(BuildLayer(ConvSpec(4, 3, 1, 1, /*bias=*/1), {2, 5, 5}, &with));
   EXPECT_EQ(with.params.infos().size(), 2u);
 }
 
 TEST(ConvShapes, PoolingFlattenAndDropoutShapes) {
   BuiltLayer a, b, c, d, e, f;
-  ASSERT_OK(Build(PoolSpec("maxpool2d", 2), {8, 28, 28}, &a));
+  ASSERT_OK(BuildLayer(PoolSpec("maxpool2d", 2), {8, 28, 28}, &a));
   EXPECT_EQ(a.output, (Shape{8, 14, 14}));
-  ASSERT_OK(Build(PoolSpec("avgpool2d", 3, 2), {4, 7, 8}, &b));
+  ASSERT_OK(BuildLayer(PoolSpec("avgpool2d", 3, 2), {4, 7, 8}, &b));
   EXPECT_EQ(b.output, (Shape{4, 3, 3}));
-  ASSERT_OK(Build(PoolSpec("maxpool2d", 3), {5, 7}, &c));  // floor: 7/3 → 2
+  ASSERT_OK(BuildLayer(PoolSpec("maxpool2d", 3), {5, 7}, &c));  // floor: 7/3 → 2
   EXPECT_EQ(c.output, (Shape{1, 2}));
-  ASSERT_OK(Build(TypeSpec("flatten"), {8, 7, 7}, &d));
+  ASSERT_OK(BuildLayer(TypeSpec("flatten"), {8, 7, 7}, &d));
   EXPECT_EQ(d.output, (Shape{392}));
-  ASSERT_OK(Build(DropoutSpec(0.5), {8, 7, 7}, &e));
+  ASSERT_OK(BuildLayer(DropoutSpec(0.5), {8, 7, 7}, &e));
   EXPECT_EQ(e.output, (Shape{8, 7, 7}));
-  ASSERT_OK(Build(DropoutSpec(0), {3}, &f));
+  ASSERT_OK(BuildLayer(DropoutSpec(0), {3}, &f));
   EXPECT_EQ(f.output, (Shape{3}));
   for (BuiltLayer* l : {&a, &b, &c, &d, &e, &f}) EXPECT_EQ(l->params.total_size(), 0);
 }
@@ -355,7 +305,7 @@ TEST(ConvShapes, PoolingFlattenAndDropoutShapes) {
 TEST(ConvShapes, FlattenKeepsChannelRowColumnOrder) {
   CpuBackend backend;
   BuiltLayer built;
-  ASSERT_OK(Build(TypeSpec("flatten"), {2, 3, 4}, &built));
+  ASSERT_OK(BuildLayer(TypeSpec("flatten"), {2, 3, 4}, &built));
   Tensor x({2, 2, 3, 4});
   for (int64_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
   Tensor y;
@@ -549,7 +499,7 @@ TEST(ConvModel, WholeCnnGradientCheck) {
 TEST(Dropout, EvaluationIsTheIdentity) {
   CpuBackend backend;
   BuiltLayer built;
-  ASSERT_OK(Build(DropoutSpec(0.5), {100}, &built, 7));
+  ASSERT_OK(BuildLayer(DropoutSpec(0.5), {100}, &built, 7));
   built.layer->SetTraining(false);
   Rng rng(1);
   Tensor x({3, 100});
@@ -568,7 +518,7 @@ TEST(Dropout, TrainingZeroesAboutRateAndScalesTheRest) {
   for (double rate : {0.1, 0.3, 0.5, 0.9}) {
     SCOPED_TRACE(rate);
     BuiltLayer built;
-    ASSERT_OK(Build(DropoutSpec(rate), {1000}, &built, 11));
+    ASSERT_OK(BuildLayer(DropoutSpec(rate), {1000}, &built, 11));
     built.layer->SetTraining(true);
     Rng rng(2);
     Tensor x({100, 1000});  // 10⁵ elements: the zero fraction is within ±0.01 of rate
@@ -597,7 +547,7 @@ TEST(Dropout, TrainingZeroesAboutRateAndScalesTheRest) {
 TEST(Dropout, RateZeroIsTheIdentityInTraining) {
   CpuBackend backend;
   BuiltLayer built;
-  ASSERT_OK(Build(DropoutSpec(0), {50}, &built, 3));
+  ASSERT_OK(BuildLayer(DropoutSpec(0), {50}, &built, 3));
   built.layer->SetTraining(true);
   Rng rng(4);
   Tensor x({2, 50});
@@ -620,9 +570,9 @@ TEST(Dropout, TheMaskDependsOnlyOnTheSeedAndThePassCount) {
   Tensor x({4, 256});
   for (float& v : x.span()) v = 1.0f;
   BuiltLayer a, b, other_seed;
-  ASSERT_OK(Build(DropoutSpec(0.5), {256}, &a, 42));
-  ASSERT_OK(Build(DropoutSpec(0.5), {256}, &b, 42));
-  ASSERT_OK(Build(DropoutSpec(0.5), {256}, &other_seed, 43));
+  ASSERT_OK(BuildLayer(DropoutSpec(0.5), {256}, &a, 42));
+  ASSERT_OK(BuildLayer(DropoutSpec(0.5), {256}, &b, 42));
+  ASSERT_OK(BuildLayer(DropoutSpec(0.5), {256}, &other_seed, 43));
   for (BuiltLayer* l : {&a, &b, &other_seed}) l->layer->SetTraining(true);
   const std::vector<bool> a0 = KeptMask(*a.layer, x);
   const std::vector<bool> a1 = KeptMask(*a.layer, x);
@@ -695,25 +645,6 @@ TEST(Dropout, ModelsWithTheSameInitSeedDrawTheSameMasks) {
 // ---------------------------------------------------------------------------------------------
 // Parity with torch.nn.functional
 
-bool TorchAvailable() {
-  static const bool available =
-      std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
-  return available;
-}
-
-void WriteFloats(const std::string& path, const float* data, int64_t n) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(float)));
-}
-
-std::vector<double> ReadDoubles(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<double> out(bytes.size() / sizeof(double));
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(double));
-  return out;
-}
-
 // One layer run here, its forward output and gradients then compared with torch's.
 struct ParityCase {
   std::string name;
@@ -729,7 +660,7 @@ void RunParityCase(ParityCase& c, const std::string& dir, uint64_t seed) {
   CpuBackend backend;
   Rng rng(seed);
   const Shape sample(c.x_shape.begin() + 1, c.x_shape.end());
-  ASSERT_OK(Build(c.spec, sample, &c.built));
+  ASSERT_OK(BuildLayer(c.spec, sample, &c.built));
   FillUniform(rng, c.built.params.values());
   c.x = Tensor(c.x_shape);
   FillUniform(rng, c.x);
@@ -739,14 +670,14 @@ void RunParityCase(ParityCase& c, const std::string& dir, uint64_t seed) {
   FillUniform(rng, c.dy);
   c.built.layer->Backward(backend, c.x, c.y, c.dy, &c.dx);
   const std::string base = dir + "/" + c.name;
-  WriteFloats(base + "_x.bin", c.x.data(), c.x.size());
-  WriteFloats(base + "_dy.bin", c.dy.data(), c.dy.size());
+  WriteRaw(base + "_x.bin", c.x.data(), c.x.size());
+  WriteRaw(base + "_dy.bin", c.dy.data(), c.dy.size());
   std::string extra;
   if (c.op == "conv2d") {
     ParameterSet& p = c.built.params;
-    WriteFloats(base + "_w.bin", p.Value(0).data(), p.infos()[0].size);
+    WriteRaw(base + "_w.bin", p.Value(0).data(), p.infos()[0].size);
     const bool bias = p.infos().size() > 1;
-    if (bias) WriteFloats(base + "_b.bin", p.Value(1).data(), p.infos()[1].size);
+    if (bias) WriteRaw(base + "_b.bin", p.Value(1).data(), p.infos()[1].size);
     extra = absl::StrCat(", \"w_shape\": [", absl::StrJoin(p.infos()[0].shape, ", "),
                          "], \"bias\": ", bias ? "true" : "false",
                          ", \"stride\": ", c.spec.stride() == 0 ? 1 : c.spec.stride(),
@@ -762,7 +693,7 @@ void RunParityCase(ParityCase& c, const std::string& dir, uint64_t seed) {
 // |ours − torch| <= 1e-4·|torch|, plus 1e-6 of the tensor's largest magnitude for entries that
 // are sums cancelling to nearly 0.
 void ExpectMatches(const float* ours, int64_t n, const std::string& path, const std::string& what) {
-  const std::vector<double> ref = ReadDoubles(path);
+  const std::vector<double> ref = ::psgrid::testing::ReadRaw<double>(path);
   ASSERT_EQ(static_cast<int64_t>(ref.size()), n) << what << ": " << path;
   double scale = 0;
   for (double v : ref) scale = std::max(scale, std::abs(v));
@@ -777,13 +708,12 @@ void ExpectMatches(const float* ours, int64_t n, const std::string& path, const 
 }
 
 TEST(TorchConvParity, Conv2dAndPoolingMatchTorchNnFunctional) {
-  if (!TorchAvailable()) {
+  if (!::psgrid::testing::TorchAvailable()) {
     GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch is not installed); skipping "
                     "the PyTorch comparison";
   }
-  std::string dir = ::testing::TempDir() + "/psgrid_torch_conv_XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  ::psgrid::testing::RemoveAtExit(dir);
+  const std::string dir = ::psgrid::testing::MakeTempDir("psgrid_torch_conv");
+  ASSERT_FALSE(dir.empty());
 
   std::vector<std::unique_ptr<ParityCase>> cases;
   const auto add = [&](const std::string& op, const v1::LayerSpec& spec, const Shape& x_shape) {

@@ -23,13 +23,9 @@ using ::psgrid::testing::CliRun;
 using ::psgrid::testing::LastLine;
 using ::psgrid::testing::RunPsgrid;
 using ::psgrid::testing::TempPath;
+using ::psgrid::testing::TorchAvailable;
 
 constexpr char kData[] = "/usr/share/datasets/fashion-mnist";
-
-bool TorchAvailable() {
-  return std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
-}
-
 
 TEST(Export, LocalExportIsASafetensorsFileThatPyTorchLoadsAndAgreesWith) {
   const std::string spec = TempPath("export.yaml");

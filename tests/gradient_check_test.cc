@@ -8,6 +8,7 @@
 #include "core/loss.h"
 #include "core/model.h"
 #include "core/rng.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
@@ -26,31 +27,14 @@ void FillAwayFromZero(Rng& rng, Tensor& t) {
   }
 }
 
-void ExpectClose(double analytic, double numeric, const std::string& what) {
-  const double tol = 2e-3 + 1e-2 * std::max(std::abs(analytic), std::abs(numeric));
-  EXPECT_NEAR(analytic, numeric, tol) << what;
-}
-
-// L = Σ r ⊙ layer(x) in double, so ∂L/∂y = r.
-double ProbeLoss(Backend& backend, Layer& layer, const Tensor& x, const Tensor& r, Tensor* y) {
-  layer.Forward(backend, x, y);
-  double sum = 0;
-  for (int64_t i = 0; i < y->size(); ++i) sum += static_cast<double>((*y)[i]) * r[i];
-  return sum;
-}
-
 void CheckLayer(const v1::LayerSpec& spec, const Shape& sample, int64_t batch, uint64_t seed) {
   SCOPED_TRACE(spec.type() + " batch " + std::to_string(batch));
   CpuBackend backend;
   Rng rng(seed);
-  auto layer_or = CreateLayer(spec, "layer");
-  ASSERT_OK(layer_or);
-  Layer& layer = **layer_or;
-  ParameterSet params;
-  auto out_shape = layer.Build(sample, "0", &params);
-  ASSERT_OK(out_shape);
-  params.Allocate();
-  layer.Bind(&params);
+  ::psgrid::testing::BuiltLayer built;
+  ASSERT_OK(::psgrid::testing::BuildLayer(spec, sample, &built));
+  Layer& layer = *built.layer;
+  ParameterSet& params = built.params;
   for (float& v : params.values().span()) v = rng.Uniform(-1.0f, 1.0f);
 
   Shape in_shape = sample;
@@ -63,30 +47,7 @@ void CheckLayer(const v1::LayerSpec& spec, const Shape& sample, int64_t batch, u
   for (float& v : r.span()) v = rng.Uniform(-1.0f, 1.0f);
   Tensor dx;
   layer.Backward(backend, x, y, r, &dx);
-  const Tensor analytic_param_grads = params.grads();
-
-  for (int64_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + kStep;
-    const double up = ProbeLoss(backend, layer, x, r, &y);
-    x[i] = saved - kStep;
-    const double down = ProbeLoss(backend, layer, x, r, &y);
-    x[i] = saved;
-    ExpectClose(dx[i], (up - down) / (2 * kStep), "dx[" + std::to_string(i) + "]");
-  }
-  for (const ParamInfo& info : params.infos()) {
-    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
-      float& w = params.values()[i];
-      const float saved = w;
-      w = saved + kStep;
-      const double up = ProbeLoss(backend, layer, x, r, &y);
-      w = saved - kStep;
-      const double down = ProbeLoss(backend, layer, x, r, &y);
-      w = saved;
-      ExpectClose(analytic_param_grads[i], (up - down) / (2 * kStep),
-                  info.name + "[" + std::to_string(i - info.offset) + "]");
-    }
-  }
+  ::psgrid::testing::ExpectLayerGradientsMatchDifferences(backend, layer, params, x, r, dx, kStep);
 }
 
 v1::LayerSpec Spec(const std::string& type, int units = 0) {
@@ -166,21 +127,7 @@ void CheckModel(const v1::ModelSpec& spec, int64_t batch, int64_t in, int64_t ou
   FillAwayFromZero(rng, x);
   const Targets targets = batch_data.targets(model.loss());
   ASSERT_OK(model.ComputeGradients(x, targets));
-  const Tensor analytic = model.parameters().grads();
-  for (const ParamInfo& info : model.parameters().infos()) {
-    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
-      float& w = model.parameters().values()[i];
-      const float saved = w;
-      w = saved + kStep;
-      const double up = model.Evaluate(x, targets)->loss;
-      w = saved - kStep;
-      const double down = model.Evaluate(x, targets)->loss;
-      w = saved;
-      const double numeric = (up - down) / (2 * kStep);
-      EXPECT_NEAR(analytic[i], numeric, 2e-4 + 2e-2 * std::abs(numeric))
-          << info.name << "[" << i - info.offset << "]";
-    }
-  }
+  ::psgrid::testing::ExpectModelGradientsMatchDifferences(model, x, targets, kStep);
 }
 
 TEST(GradientCheck, WholeModelWithCrossEntropy) {

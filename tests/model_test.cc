@@ -21,15 +21,11 @@ TEST(Model, ParameterNamesAndShapesFollowTorchSequential) {
       MakeModelSpec({{"dense", 256}, {"relu", 0}, {"dense", 128}, {"relu", 0}, {"dense", 10}}),
       {784}, 10, &backend);
   ASSERT_OK(model);
-  std::vector<std::string> names;
-  std::vector<Shape> shapes;
-  for (const ParamInfo& info : (*model)->parameters().infos()) {
-    names.push_back(info.name);
-    shapes.push_back(info.shape);
-  }
-  EXPECT_THAT(names, ElementsAre("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"));
-  EXPECT_THAT(shapes, ElementsAre(Shape{256, 784}, Shape{256}, Shape{128, 256}, Shape{128},
-                                  Shape{10, 128}, Shape{10}));
+  EXPECT_THAT(::psgrid::testing::ParameterNames((*model)->parameters()),
+              ElementsAre("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"));
+  EXPECT_THAT(::psgrid::testing::ParameterShapes((*model)->parameters()),
+              ElementsAre(Shape{256, 784}, Shape{256}, Shape{128, 256}, Shape{128}, Shape{10, 128},
+                          Shape{10}));
 }
 
 TEST(Model, BackwardAnnouncesEachLayersGradientOnceItIsComplete) {

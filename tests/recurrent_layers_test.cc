@@ -2,14 +2,11 @@
 // reference of the maths (full and truncated backpropagation through time), checks through the
 // layers' own forward pass, a whole model, PyTorch parity (skipped without python3-torch), the
 // "alley" next-character example trained with SGD, spec errors, and a speed figure.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -26,13 +23,16 @@
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/rng.h"
+#include "tests/gradient_check.h"
 #include "tests/test_util.h"
 
 namespace psgrid {
 namespace {
 
+using ::psgrid::testing::BuiltLayer;
+using ::psgrid::testing::ProbeLoss;
+using ::psgrid::testing::WriteRaw;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 // ---- Specs -------------------------------------------------------------------------------------
 
@@ -62,26 +62,38 @@ v1::LayerSpec SpecOf(const Config& c) {
   return s;
 }
 
-// A built, bound layer with its own parameters.
-struct Built {
-  std::unique_ptr<Layer> layer;
-  ParameterSet params;
-  Shape out_shape;
+// A built, bound layer with its own parameters; null (the failure recorded) when the spec does
+// not build.
+std::unique_ptr<BuiltLayer> NewLayer(const v1::LayerSpec& spec, const Shape& sample) {
+  auto built = std::make_unique<BuiltLayer>();
+  const absl::Status status = ::psgrid::testing::BuildLayer(spec, sample, built.get());
+  EXPECT_OK(status);
+  if (!status.ok()) return nullptr;
+  return built;
+}
+
+// One forward and backward pass of a layer built for `cfg` on [steps, in]: its parameters
+// uniform in ±param_range, then x [batch, steps, in] and the upstream gradient r uniform in ±1,
+// drawn from `rng` in that order. Backward leaves the parameter gradients in
+// built->params.grads(); `built` is null when the layer could not be built.
+struct Pass {
+  std::unique_ptr<BuiltLayer> built;
+  Tensor x, y, r, dx;
 };
 
-std::unique_ptr<Built> BuildLayer(const v1::LayerSpec& spec, const Shape& sample) {
-  auto b = std::make_unique<Built>();
-  auto layer = CreateLayer(spec, "layer");
-  EXPECT_OK(layer);
-  if (!layer.ok()) return nullptr;
-  b->layer = std::move(*layer);
-  auto out = b->layer->Build(sample, "0", &b->params);
-  EXPECT_OK(out);
-  if (!out.ok()) return nullptr;
-  b->out_shape = *out;
-  b->params.Allocate();
-  b->layer->Bind(&b->params);
-  return b;
+Pass RandomPass(Backend& backend, Rng& rng, const Config& cfg, int64_t batch, int64_t steps,
+                int64_t in, float param_range) {
+  Pass pass;
+  pass.built = NewLayer(SpecOf(cfg), {steps, in});
+  if (pass.built == nullptr) return pass;
+  for (float& v : pass.built->params.values().span()) v = rng.Uniform(-param_range, param_range);
+  pass.x = Tensor({batch, steps, in});
+  for (float& v : pass.x.span()) v = rng.Uniform(-1.0f, 1.0f);
+  pass.built->layer->Forward(backend, pass.x, &pass.y);
+  pass.r = Tensor(pass.y.shape());
+  for (float& v : pass.r.span()) v = rng.Uniform(-1.0f, 1.0f);
+  pass.built->layer->Backward(backend, pass.x, pass.y, pass.r, &pass.dx);
+  return pass;
 }
 
 // ---- A float64 reference of the recurrences -----------------------------------------------------
@@ -233,20 +245,11 @@ Tensor CheckAgainstReference(const Config& cfg, int64_t batch, int64_t steps, in
                              uint64_t seed) {
   SCOPED_TRACE(cfg.Describe() + " T " + std::to_string(steps) + " batch " + std::to_string(batch));
   CpuBackend backend;
-  auto built = BuildLayer(SpecOf(cfg), {steps, in});
-  if (built == nullptr) return {};
-  Layer& layer = *built->layer;
-  ParameterSet& params = built->params;
   Rng rng(seed);
-  for (float& v : params.values().span()) v = rng.Uniform(-0.6f, 0.6f);
-  Tensor x({batch, steps, in});
-  for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Tensor y;
-  layer.Forward(backend, x, &y);
-  Tensor r(y.shape());
-  for (float& v : r.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Tensor dx;
-  layer.Backward(backend, x, y, r, &dx);
+  Pass pass = RandomPass(backend, rng, cfg, batch, steps, in, 0.6f);
+  if (pass.built == nullptr) return {};
+  ParameterSet& params = pass.built->params;
+  const Tensor &x = pass.x, &y = pass.y, &r = pass.r, &dx = pass.dx;
   EXPECT_EQ(dx.shape(), x.shape());
 
   RefProblem ref{cfg,
@@ -359,58 +362,19 @@ TEST(RecurrentGradients, TruncationChangesTheGradientOnlyWhenTExceedsK) {
 
 // Independently of the reference: central differences through the layer's own float32
 // forward pass (full BPTT; relu's kink is left to the float64 check above).
-double ProbeLoss(Backend& backend, Layer& layer, const Tensor& x, const Tensor& r, Tensor* y) {
-  layer.Forward(backend, x, y);
-  double sum = 0;
-  for (int64_t i = 0; i < y->size(); ++i) sum += static_cast<double>((*y)[i]) * r[i];
-  return sum;
-}
-
 void CheckThroughOwnForward(const Config& cfg, int64_t batch, int64_t steps, int64_t in,
                             uint64_t seed) {
   SCOPED_TRACE(cfg.Describe() + " T " + std::to_string(steps));
   CpuBackend backend;
-  auto built = BuildLayer(SpecOf(cfg), {steps, in});
-  ASSERT_NE(built, nullptr);
-  Layer& layer = *built->layer;
-  ParameterSet& params = built->params;
   Rng rng(seed);
-  for (float& v : params.values().span()) v = rng.Uniform(-0.6f, 0.6f);
-  Tensor x({batch, steps, in});
-  for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Tensor y;
-  layer.Forward(backend, x, &y);
-  Tensor r(y.shape());
-  for (float& v : r.span()) v = rng.Uniform(-1.0f, 1.0f);
-  Tensor dx;
-  layer.Backward(backend, x, y, r, &dx);
-  const Tensor grads = params.grads();
+  Pass pass = RandomPass(backend, rng, cfg, batch, steps, in, 0.6f);
+  ASSERT_NE(pass.built, nullptr);
   constexpr float kStep = 1e-2f;
   const auto expect = [](double analytic, double numeric, const std::string& what) {
     EXPECT_NEAR(analytic, numeric, 2e-3 + 1e-2 * std::abs(numeric)) << what;
   };
-  for (int64_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + kStep;
-    const double up = ProbeLoss(backend, layer, x, r, &y);
-    x[i] = saved - kStep;
-    const double down = ProbeLoss(backend, layer, x, r, &y);
-    x[i] = saved;
-    expect(dx[i], (up - down) / (2 * kStep), "dx[" + std::to_string(i) + "]");
-  }
-  for (const ParamInfo& info : params.infos()) {
-    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
-      float& w = params.values()[i];
-      const float saved = w;
-      w = saved + kStep;
-      const double up = ProbeLoss(backend, layer, x, r, &y);
-      w = saved - kStep;
-      const double down = ProbeLoss(backend, layer, x, r, &y);
-      w = saved;
-      expect(grads[i], (up - down) / (2 * kStep),
-             info.name + "[" + std::to_string(i - info.offset) + "]");
-    }
-  }
+  ::psgrid::testing::ExpectLayerGradientsMatchDifferences(
+      backend, *pass.built->layer, pass.built->params, pass.x, pass.r, pass.dx, kStep, expect);
 }
 
 TEST(RecurrentGradients, FullBpttMatchesDifferencesOfTheLayersOwnForward) {
@@ -429,20 +393,13 @@ TEST(RecurrentGradients, NoInputGradientRequested) {
     cfg.return_sequences = true;
     cfg.truncation = 2;
     CpuBackend backend;
-    auto built = BuildLayer(SpecOf(cfg), {5, 3});
-    ASSERT_NE(built, nullptr);
     Rng rng(7);
-    for (float& v : built->params.values().span()) v = rng.Uniform(-0.5f, 0.5f);
-    Tensor x({2, 5, 3});
-    for (float& v : x.span()) v = rng.Uniform(-1.0f, 1.0f);
-    Tensor y, dx;
-    built->layer->Forward(backend, x, &y);
-    Tensor r(y.shape());
-    for (float& v : r.span()) v = rng.Uniform(-1.0f, 1.0f);
-    built->layer->Backward(backend, x, y, r, &dx);
-    const Tensor with_dx = built->params.grads();
-    built->layer->Backward(backend, x, y, r, nullptr);
-    for (int64_t i = 0; i < with_dx.size(); ++i) EXPECT_EQ(with_dx[i], built->params.grads()[i]);
+    Pass pass = RandomPass(backend, rng, cfg, 2, 5, 3, 0.5f);
+    ASSERT_NE(pass.built, nullptr);
+    BuiltLayer& built = *pass.built;
+    const Tensor with_dx = built.params.grads();
+    built.layer->Backward(backend, pass.x, pass.y, pass.r, nullptr);
+    for (int64_t i = 0; i < with_dx.size(); ++i) EXPECT_EQ(with_dx[i], built.params.grads()[i]);
   }
 }
 
@@ -451,7 +408,7 @@ TEST(RecurrentGradients, BackwardAfterAForwardOfAnotherBatchSize) {
   for (const Config& cfg : AllCells()) {
     SCOPED_TRACE(cfg.Describe());
     CpuBackend backend;
-    auto built = BuildLayer(SpecOf(cfg), {4, 3});
+    auto built = NewLayer(SpecOf(cfg), {4, 3});
     ASSERT_NE(built, nullptr);
     Rng rng(8);
     for (float& v : built->params.values().span()) v = rng.Uniform(-0.5f, 0.5f);
@@ -480,9 +437,9 @@ TEST(Embedding, LooksUpRowsAndSumsTheGradientOfRepeatedIds) {
   spec.set_type("embedding");
   spec.set_vocab(5);
   spec.set_units(3);
-  auto built = BuildLayer(spec, {4});
+  auto built = NewLayer(spec, {4});
   ASSERT_NE(built, nullptr);
-  EXPECT_EQ(built->out_shape, Shape({4, 3}));
+  EXPECT_EQ(built->output, Shape({4, 3}));
   ASSERT_EQ(built->params.infos().size(), 1u);
   EXPECT_EQ(built->params.infos()[0].name, "0.weight");
   EXPECT_EQ(built->params.infos()[0].shape, Shape({5, 3}));
@@ -575,16 +532,12 @@ TEST(RecurrentModel, EmbeddingLstmDenseNamesParametersAsTorch) {
   CpuBackend backend;
   auto model = Model::Create(EmbeddingLstmDense(7, 5, 6, 10), {9}, 10, &backend);
   ASSERT_OK(model);
-  std::vector<std::string> names;
-  std::vector<Shape> shapes;
-  for (const ParamInfo& info : (*model)->parameters().infos()) {
-    names.push_back(info.name);
-    shapes.push_back(info.shape);
-  }
-  EXPECT_THAT(names, ElementsAre("0.weight", "1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0",
-                                 "1.bias_hh_l0", "2.weight", "2.bias"));
-  EXPECT_THAT(shapes, ElementsAre(Shape{7, 5}, Shape{24, 5}, Shape{24, 6}, Shape{24}, Shape{24},
-                                  Shape{10, 6}, Shape{10}));
+  EXPECT_THAT(::psgrid::testing::ParameterNames((*model)->parameters()),
+              ElementsAre("0.weight", "1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0",
+                          "1.bias_hh_l0", "2.weight", "2.bias"));
+  EXPECT_THAT(::psgrid::testing::ParameterShapes((*model)->parameters()),
+              ElementsAre(Shape{7, 5}, Shape{24, 5}, Shape{24, 6}, Shape{24}, Shape{24},
+                          Shape{10, 6}, Shape{10}));
   const ModelSummary summary = (*model)->Summary();
   ASSERT_EQ(summary.layers.size(), 3u);
   EXPECT_EQ(summary.layers[0].output_shape, Shape({9, 5}));
@@ -611,28 +564,12 @@ void CheckModelGradients(const v1::ModelSpec& spec, int64_t steps, int64_t vocab
   Targets targets;
   targets.labels = labels;
   ASSERT_OK(model.ComputeGradients(x, targets));
-  const Tensor analytic = model.parameters().grads();
   constexpr double kStep = 1e-2;
-  int64_t checked = 0;
-  for (const ParamInfo& info : model.parameters().infos()) {
-    if (std::any_of(skip.begin(), skip.end(),
-                    [&](const std::string& p) { return info.name.rfind(p, 0) == 0; })) {
-      continue;
-    }
-    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
-      float& w = model.parameters().values()[i];
-      const float saved = w;
-      w = saved + kStep;
-      const double up = model.Evaluate(x, targets)->loss;
-      w = saved - kStep;
-      const double down = model.Evaluate(x, targets)->loss;
-      w = saved;
-      const double numeric = (up - down) / (2 * kStep);
-      EXPECT_NEAR(analytic[i], numeric, 2e-4 + 2e-2 * std::abs(numeric))
-          << info.name << "[" << i - info.offset << "]";
-      ++checked;
-    }
-  }
+  const int64_t checked = ::psgrid::testing::ExpectModelGradientsMatchDifferences(
+      model, x, targets, kStep, [&](const std::string& name) {
+        return std::any_of(skip.begin(), skip.end(),
+                           [&](const std::string& p) { return name.rfind(p, 0) == 0; });
+      });
   EXPECT_GT(checked, 0);
 }
 
@@ -658,35 +595,9 @@ TEST(RecurrentModel, WholeModelGradientCheck) {
 
 // ---- PyTorch parity -----------------------------------------------------------------------------
 
-bool TorchAvailable() {
-  static const bool available =
-      std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
-  return available;
-}
-
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/psgrid_rnn_torch_XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) return "";
-  ::psgrid::testing::RemoveAtExit(tmpl);
-  return tmpl;
-}
-
-void WriteFloats(const std::string& path, const float* data, int64_t n) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(float)));
-}
-
-std::vector<float> ReadFloats(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<float> out(bytes.size() / sizeof(float));
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
-  return out;
-}
-
 void ExpectMatchesTorch(const float* ours, int64_t n, const std::string& path,
                         const std::string& what) {
-  const std::vector<float> theirs = ReadFloats(path);
+  const std::vector<float> theirs = ::psgrid::testing::ReadRaw<float>(path);
   ASSERT_EQ(static_cast<int64_t>(theirs.size()), n) << what << " (" << path << ")";
   double scale = 0;  // the tensor's largest magnitude: an absolute floor for tiny elements
   for (float v : theirs) scale = std::max<double>(scale, std::abs(v));
@@ -700,9 +611,7 @@ struct TorchCase {
   std::string name;
   Config cfg;
   int64_t batch = 0, steps = 0, in = 0;
-  // Filled in by the run:
-  std::unique_ptr<Built> built;
-  Tensor x, y, dy, dx;
+  Pass run;  // filled in by the test; its r is the dy handed to torch
 };
 
 TorchCase MakeCase(const std::string& name, const Config& cfg, int64_t batch, int64_t steps,
@@ -717,10 +626,10 @@ TorchCase MakeCase(const std::string& name, const Config& cfg, int64_t batch, in
 }
 
 TEST(TorchParity, RnnLstmGruAndEmbeddingMatchTorch) {
-  if (!TorchAvailable()) {
+  if (!::psgrid::testing::TorchAvailable()) {
     GTEST_SKIP() << "python3-torch is not installed; skipping the PyTorch comparison";
   }
-  const std::string dir = MakeTempDir();
+  const std::string dir = ::psgrid::testing::MakeTempDir("psgrid_rnn_torch");
   ASSERT_FALSE(dir.empty());
   std::vector<TorchCase> cases;
   cases.push_back(MakeCase("rnn_tanh_seq", {"rnn", "tanh", 6, 0, true}, 3, 5, 4));
@@ -735,26 +644,19 @@ TEST(TorchParity, RnnLstmGruAndEmbeddingMatchTorch) {
   CpuBackend backend;
   Rng rng(1234);
   for (TorchCase& c : cases) {
-    c.built = BuildLayer(SpecOf(c.cfg), {c.steps, c.in});
-    ASSERT_NE(c.built, nullptr);
-    ParameterSet& p = c.built->params;
-    for (float& v : p.values().span()) v = rng.Uniform(-0.5f, 0.5f);
-    c.x = Tensor({c.batch, c.steps, c.in});
-    for (float& v : c.x.span()) v = rng.Uniform(-1.0f, 1.0f);
-    c.built->layer->Forward(backend, c.x, &c.y);
-    c.dy = Tensor(c.y.shape());
-    for (float& v : c.dy.span()) v = rng.Uniform(-1.0f, 1.0f);
-    c.built->layer->Backward(backend, c.x, c.y, c.dy, &c.dx);
+    c.run = RandomPass(backend, rng, c.cfg, c.batch, c.steps, c.in, 0.5f);
+    ASSERT_NE(c.run.built, nullptr);
+    ParameterSet& p = c.run.built->params;
     std::vector<std::string> params;
     for (int i = 0; i < static_cast<int>(p.infos().size()); ++i) {
       const ParamInfo& info = p.infos()[i];
       const std::string name = info.name.substr(2);  // "0.weight_ih_l0" → "weight_ih_l0"
       params.push_back(absl::StrCat("{\"name\": \"", name, "\", \"shape\": [",
                                     absl::StrJoin(info.shape, ", "), "]}"));
-      WriteFloats(dir + "/" + c.name + "_" + name + ".bin", p.Value(i).data(), info.size);
+      WriteRaw(dir + "/" + c.name + "_" + name + ".bin", p.Value(i).data(), info.size);
     }
-    WriteFloats(dir + "/" + c.name + "_x.bin", c.x.data(), c.x.size());
-    WriteFloats(dir + "/" + c.name + "_dy.bin", c.dy.data(), c.dy.size());
+    WriteRaw(dir + "/" + c.name + "_x.bin", c.run.x.data(), c.run.x.size());
+    WriteRaw(dir + "/" + c.name + "_dy.bin", c.run.r.data(), c.run.r.size());
     manifest.push_back(absl::StrCat(
         "{\"name\": \"", c.name, "\", \"type\": \"", c.cfg.type, "\", \"activation\": \"",
         c.cfg.activation.empty() ? "tanh" : c.cfg.activation, "\", \"units\": ", c.cfg.units,
@@ -775,9 +677,9 @@ TEST(TorchParity, RnnLstmGruAndEmbeddingMatchTorch) {
   embedding.Forward(backend, ids, &ey);
   for (float& v : edy.span()) v = rng.Uniform(-1.0f, 1.0f);
   embedding.Backward(backend, ids, ey, edy, nullptr);
-  WriteFloats(dir + "/emb_weight.bin", eparams.Value(0).data(), eparams.infos()[0].size);
-  WriteFloats(dir + "/emb_x.bin", ids.data(), ids.size());
-  WriteFloats(dir + "/emb_dy.bin", edy.data(), edy.size());
+  WriteRaw(dir + "/emb_weight.bin", eparams.Value(0).data(), eparams.infos()[0].size);
+  WriteRaw(dir + "/emb_x.bin", ids.data(), ids.size());
+  WriteRaw(dir + "/emb_dy.bin", edy.data(), edy.size());
   manifest.push_back(
       "{\"name\": \"emb\", \"type\": \"embedding\", \"vocab\": 11, \"units\": 5, "
       "\"x_shape\": [3, 8]}");
@@ -788,9 +690,10 @@ TEST(TorchParity, RnnLstmGruAndEmbeddingMatchTorch) {
 
   for (TorchCase& c : cases) {
     SCOPED_TRACE(c.name);
-    ExpectMatchesTorch(c.y.data(), c.y.size(), dir + "/" + c.name + "_out_y.bin", "y");
-    ExpectMatchesTorch(c.dx.data(), c.dx.size(), dir + "/" + c.name + "_out_dx.bin", "dx");
-    ParameterSet& p = c.built->params;
+    const Pass& run = c.run;
+    ExpectMatchesTorch(run.y.data(), run.y.size(), dir + "/" + c.name + "_out_y.bin", "y");
+    ExpectMatchesTorch(run.dx.data(), run.dx.size(), dir + "/" + c.name + "_out_dx.bin", "dx");
+    ParameterSet& p = run.built->params;
     for (int i = 0; i < static_cast<int>(p.infos().size()); ++i) {
       const std::string name = p.infos()[i].name.substr(2);
       ExpectMatchesTorch(p.Grad(i).data(), p.infos()[i].size,

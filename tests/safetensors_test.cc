@@ -306,7 +306,7 @@ print(json.dumps(out))
 )PY";
 
 TEST(Safetensors, PythonReadsTheSameShapesAndValues) {
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+  if (!::psgrid::testing::PythonImports("torch")) {
     GTEST_SKIP() << "python3-torch is not installed: the Python half of the check is skipped";
   }
   const std::string path = TempPath("python.safetensors");

@@ -6,8 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -20,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "core/loss.h"
+#include "core/parameters.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "psgrid/v1/job.pb.h"
@@ -88,6 +92,46 @@ inline void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
+// A fresh directory "<TempDir>/<prefix>_XXXXXX" (made unique by mkdtemp), removed at exit; ""
+// when it cannot be made.
+inline std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = ::testing::TempDir() + "/" + prefix + "_XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) return "";
+  RemoveAtExit(tmpl);
+  return tmpl;
+}
+
+// n values written to `path` as raw bytes in native order (what numpy's fromfile reads and
+// tofile writes), and such a file read back (as many whole values as it holds).
+template <typename T>
+void WriteRaw(const std::string& path, const T* data, int64_t n) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(T)));
+}
+
+template <typename T>
+std::vector<T> ReadRaw(const std::string& path) {
+  const std::string bytes = ReadBytes(path);
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
+  return out;
+}
+
+// Whether /usr/bin/python3 imports `modules` (e.g. "torch, numpy"); asked once per process.
+// Debian's python3-torch lives in the system Python, not in whatever python3 PATH finds first.
+inline bool PythonImports(const std::string& modules) {
+  static std::mutex mu;
+  static std::map<std::string, bool> known;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = known.find(modules);
+  if (it != known.end()) return it->second;
+  const std::string command = "/usr/bin/python3 -c 'import " + modules + "' >/dev/null 2>&1";
+  return known[modules] = std::system(command.c_str()) == 0;
+}
+
+// The PyTorch comparisons need torch and numpy (skipped, saying so, without them).
+inline bool TorchAvailable() { return PythonImports("torch, numpy"); }
+
 // A loopback port nothing listens on now (bound, then released).
 inline int ClosedLoopbackPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -131,6 +175,19 @@ inline v1::ModelSpec MakeModelSpec(const std::vector<std::pair<std::string, int>
   spec.mutable_init()->set_scheme("he");
   spec.mutable_init()->set_seed(seed);
   return spec;
+}
+
+// The names and the shapes of a parameter set's tensors, in declaration order.
+inline std::vector<std::string> ParameterNames(const ParameterSet& params) {
+  std::vector<std::string> names;
+  for (const ParamInfo& info : params.infos()) names.push_back(info.name);
+  return names;
+}
+
+inline std::vector<Shape> ParameterShapes(const ParameterSet& params) {
+  std::vector<Shape> shapes;
+  for (const ParamInfo& info : params.infos()) shapes.push_back(info.shape);
+  return shapes;
 }
 
 // A random batch for a model with `in` inputs and `out` outputs: x uniform in [-1, 1), labels

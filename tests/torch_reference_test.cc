@@ -1,8 +1,6 @@
 // psgrid against PyTorch, the outside reference: the same model, parameters and batch give the
 // same loss and gradients as torch.nn.Sequential (computed in float64 there), and momentum SGD
 // gives the same weights as torch.optim.SGD. Skipped, saying so, when python3-torch is absent.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -23,34 +21,8 @@ namespace {
 
 using ::psgrid::testing::MakeModelSpec;
 using ::psgrid::testing::RandomBatch;
-
-// Debian's python3-torch lives in the system Python, not in whatever python3 PATH finds first.
-bool TorchAvailable() {
-  static const bool available =
-      std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
-  return available;
-}
-
-std::string MakeTempDir() {
-  std::string tmpl = ::testing::TempDir() + "/psgrid_torch_XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) return "";
-  ::psgrid::testing::RemoveAtExit(tmpl);
-  return tmpl;
-}
-
-template <typename T>
-void WriteRaw(const std::string& dir, const std::string& name, const T* data, size_t n) {
-  std::ofstream out(dir + "/" + name + ".bin", std::ios::binary);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(T)));
-}
-
-std::vector<float> ReadRaw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<float> out(bytes.size() / sizeof(float));
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
-  return out;
-}
+using ::psgrid::testing::TorchAvailable;
+using ::psgrid::testing::WriteRaw;
 
 bool RunTorch(const std::string& dir) {
   return std::system(("/usr/bin/python3 tests/torch_reference.py " + dir).c_str()) == 0;
@@ -69,7 +41,7 @@ void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int6
   auto result = model.ComputeGradients(x, data.targets(model.loss()));
   ASSERT_OK(result);
 
-  const std::string dir = MakeTempDir();
+  const std::string dir = ::psgrid::testing::MakeTempDir("psgrid_torch");
   ASSERT_FALSE(dir.empty());
   std::vector<std::string> layers, params;
   for (const v1::LayerSpec& l : spec.layers()) {
@@ -80,11 +52,11 @@ void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int6
     const ParamInfo& info = p.infos()[i];
     params.push_back(absl::StrCat("{\"name\": \"", info.name, "\", \"shape\": [",
                                   absl::StrJoin(info.shape, ", "), "]}"));
-    WriteRaw(dir, "param_" + info.name, p.Value(i).data(), info.size);
+    WriteRaw(dir + "/param_" + info.name + ".bin", p.Value(i).data(), info.size);
   }
-  WriteRaw(dir, "x", x.data(), x.size());
-  WriteRaw(dir, "labels", data.labels.data(), data.labels.size());
-  WriteRaw(dir, "targets", data.values.data(), data.values.size());
+  WriteRaw(dir + "/x.bin", x.data(), x.size());
+  WriteRaw(dir + "/labels.bin", data.labels.data(), data.labels.size());
+  WriteRaw(dir + "/targets.bin", data.values.data(), data.values.size());
   std::ofstream(dir + "/manifest.json")
       << "{\"layers\": [" << absl::StrJoin(layers, ", ") << "], \"loss\": \"" << spec.loss()
       << "\", \"x_shape\": [" << batch << ", " << in << "], \"params\": ["
@@ -95,7 +67,7 @@ void CompareWithTorch(const v1::ModelSpec& spec, int64_t batch, int64_t in, int6
   double torch_loss = 0;
   loss_file >> torch_loss;
   EXPECT_NEAR(result->loss, torch_loss, 1e-5 * std::max(1.0, std::abs(torch_loss)));
-  const std::vector<float> torch_grads = ReadRaw(dir + "/grads.bin");
+  const std::vector<float> torch_grads = ::psgrid::testing::ReadRaw<float>(dir + "/grads.bin");
   size_t k = 0;
   for (int i = 0; i < static_cast<int>(p.infos().size()); ++i) {
     Tensor g = p.Grad(i);
@@ -172,10 +144,10 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
     for (float& v : w.span()) v = rng.Uniform(-1.0f, 1.0f);
     std::vector<float> grads(kN * kSteps);
     for (float& g : grads) g = rng.Uniform(-1.0f, 1.0f);
-    const std::string dir = MakeTempDir();
+    const std::string dir = ::psgrid::testing::MakeTempDir("psgrid_torch");
     ASSERT_FALSE(dir.empty());
-    WriteRaw(dir, "w", w.data(), kN);
-    WriteRaw(dir, "g", grads.data(), grads.size());
+    WriteRaw(dir + "/w.bin", w.data(), kN);
+    WriteRaw(dir + "/g.bin", grads.data(), grads.size());
     std::ofstream(dir + "/manifest.json")
         << "{\"n\": " << kN << ", \"optimizer\": {\"class\": \"" << c.torch_class
         << "\", \"kwargs\": " << c.torch_kwargs << ", \"steps\": " << kSteps
@@ -195,7 +167,7 @@ TEST(TorchReference, EveryOptimizerMatchesTorchOptimOnTheSameGradients) {
       (*opt)->Step(backend, w, g,
                    ClippedGradScale(backend, g, 1.0f, spec->optimizer().clip_norm()));
     }
-    const std::vector<float> torch_w = ReadRaw(dir + "/weights.bin");
+    const std::vector<float> torch_w = ::psgrid::testing::ReadRaw<float>(dir + "/weights.bin");
     ASSERT_EQ(torch_w.size(), static_cast<size_t>(kN));
     for (int64_t i = 0; i < kN; ++i) EXPECT_NEAR(w[i], torch_w[i], 1e-6) << "w[" << i << "]";
   }
