@@ -37,11 +37,7 @@ Json StatusObject(const v1::JobStatus& s, bool with_spec) {
   j["workers"] = s.workers();
   j["workers_joined"] = s.workers_joined();
   j["wall_seconds"] = s.wall_seconds();
-  j["consistency"] = s.spec().training().consistency();
-  j["staleness_histogram"] = Json(std::vector<int64_t>(s.staleness_histogram().begin(),
-                                                       s.staleness_histogram().end()));
-  j["late_gradients"] = s.late_gradients();
-  j["bad_gradients"] = s.bad_gradients();
+  AddConsistencyFields(s, &j);
   if (with_spec && s.has_spec()) {
     // No exceptions: a text that does not parse gives a discarded value, left out.
     Json spec = Json::parse(JobSpecToJson(s.spec()), nullptr, /*allow_exceptions=*/false);
@@ -63,6 +59,14 @@ std::string Elapsed(double seconds) {
 }
 
 }  // namespace
+
+void AddConsistencyFields(const v1::JobStatus& s, nlohmann::ordered_json* j) {
+  (*j)["consistency"] = s.spec().training().consistency();
+  (*j)["staleness_histogram"] = std::vector<int64_t>(s.staleness_histogram().begin(),
+                                                     s.staleness_histogram().end());
+  (*j)["late_gradients"] = s.late_gradients();
+  (*j)["bad_gradients"] = s.bad_gradients();
+}
 
 double AverageSamplesPerSecond(const v1::JobStatus& s) {
   if (s.samples() > 0 && s.wall_seconds() > 0) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "nlohmann/json_fwd.hpp"
 #include "proto/job_state.h"
 #include "psgrid/v1/service.pb.h"
 
@@ -33,6 +34,9 @@ std::string JobListJson(const std::vector<v1::JobStatus>& jobs);
 std::string JobTable(const std::vector<v1::JobStatus>& jobs);
 // "key: value" lines describing one job.
 std::string JobDetails(const v1::JobStatus& status);
+// The consistency model's fields of a status (consistency, staleness_histogram,
+// late_gradients, bad_gradients), for the JSON of `status` and `local`.
+void AddConsistencyFields(const v1::JobStatus& status, nlohmann::ordered_json* j);
 
 // "epoch 2/15  step 1876/14070  loss 0.4123  samples/s 23110  test-loss 0.4020  test-acc
 // 0.8532  elapsed 8.1s" (test-acc only for classification jobs).

@@ -289,11 +289,7 @@ void LocalRun::PrintResult(const v1::JobStatus& s, absl::Time start) const {
   j["test_accuracy"] = s.test_accuracy();
   j["samples"] = s.samples();
   j["samples_per_second"] = AverageSamplesPerSecond(s);  // over the whole training
-  j["consistency"] = s.spec().training().consistency();
-  j["staleness_histogram"] = std::vector<int64_t>(s.staleness_histogram().begin(),
-                                                  s.staleness_histogram().end());
-  j["late_gradients"] = s.late_gradients();
-  j["bad_gradients"] = s.bad_gradients();
+  AddConsistencyFields(s, &j);
   j["wall_seconds"] = s.wall_seconds();
   j["total_seconds"] = absl::ToDoubleSeconds(absl::Now() - start);
   j["workers"] = spec_.training().workers();

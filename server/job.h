@@ -260,6 +260,11 @@ class Job {
   // the INVALID_ARGUMENT for the push.
   absl::Status RejectBadGradientLocked(WorkerState* w, const GradientPush& push, int64_t clock,
                                        int64_t lo, int64_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether [lo, hi) of the pushed gradient, and its loss when lo is 0, hold no NaN or Inf.
+  bool FiniteLocked(const GradientPush& push, int64_t lo, int64_t hi) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Training time counts from the first gradient (workers load their data after joining).
+  void MarkStartedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordStalenessLocked(int64_t staleness) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The smallest clock of the workers (async, ssp).
   int64_t MinClockLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -89,11 +89,8 @@ absl::StatusOr<bool> Job::PushStepLocked(WorkerState* w, const GradientPush& pus
 
   const int64_t lo = push.ready_from;
   const int64_t hi = w->ready_from;
-  if ((lo == 0 && !std::isfinite(push.loss_sum)) ||
-      !backend_->AllFinite(hi - lo, push.gradients->data() + lo)) {
-    return RejectBadGradientLocked(w, push, clock, lo, hi);
-  }
-  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
+  if (!FiniteLocked(push, lo, hi)) return RejectBadGradientLocked(w, push, clock, lo, hi);
+  MarkStartedLocked();
   if (!w->step_samples_counted) {
     w->step_samples = push.sample_count;
     w->step_samples_counted = true;
@@ -117,11 +114,10 @@ absl::StatusOr<bool> Job::PushStepLocked(WorkerState* w, const GradientPush& pus
 
 absl::StatusOr<bool> Job::PushAheadLocked(WorkerState* w, const GradientPush& push,
                                           int64_t clock) {
-  if (!std::isfinite(push.loss_sum) ||
-      !backend_->AllFinite(arena_size_, push.gradients->data())) {
+  if (!FiniteLocked(push, 0, arena_size_)) {
     return RejectBadGradientLocked(w, push, clock, 0, arena_size_);
   }
-  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
+  MarkStartedLocked();
   AheadStep& slot = ahead_[clock - version_ - 1];
   if (push.sample_count > 0) {
     if (slot.sum.size() != arena_size_) slot.sum = Tensor({arena_size_});
@@ -154,11 +150,10 @@ absl::StatusOr<bool> Job::PushAsyncLocked(WorkerState* w, const GradientPush& pu
   }
   RETURN_IF_ERROR(ValidatePushLocked(*w, push));
   if (push.ready_from > 0) return false;  // each update takes a whole gradient
-  if (!std::isfinite(push.loss_sum) ||
-      !backend_->AllFinite(arena_size_, push.gradients->data())) {
+  if (!FiniteLocked(push, 0, arena_size_)) {
     return RejectBadGradientLocked(w, push, clock, 0, arena_size_);
   }
-  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
+  MarkStartedLocked();
   RecordStalenessLocked(version_ - push.step);
   w->clock = clock + 1;
   samples_this_step_ = push.sample_count;
@@ -280,6 +275,16 @@ void Job::AccumulateLocked(const Tensor& gradient, int64_t samples, int64_t lo, 
     backend_->Axpby(split - lo, weight, gradient.data() + lo, 0.0f, gradient_sum_.data() + lo);
   }
   covered_from_ = std::min(covered_from_, lo);
+}
+
+bool Job::FiniteLocked(const GradientPush& push, int64_t lo, int64_t hi) const {
+  // The loss comes with the step's last part (lo == 0) only.
+  return (lo > 0 || std::isfinite(push.loss_sum)) &&
+         backend_->AllFinite(hi - lo, push.gradients->data() + lo);
+}
+
+void Job::MarkStartedLocked() {
+  if (started_ == absl::Time()) started_ = window_start_ = absl::Now();
 }
 
 void Job::RecordStalenessLocked(int64_t staleness) {
