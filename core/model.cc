@@ -12,6 +12,13 @@ namespace psgrid {
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
                                                      const Shape& input_shape, int64_t outputs,
                                                      Backend* backend) {
+  if (!backend->is_host()) {
+    // Layers, losses and parameter arenas still hold host memory (core/tensor.h): a device
+    // backend would get host pointers. Refused until tensors can live on the device.
+    return absl::UnimplementedError(absl::StrCat(
+        "backend ", std::string(backend->name()), ": models cannot run on a device backend yet (their "
+        "tensors are host memory); use --backend cpu"));
+  }
   std::unique_ptr<Model> model(new Model());
   model->backend_ = backend;
   model->input_shape_ = input_shape;
@@ -58,12 +65,22 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   for (auto& layer : model->layers_) layer->Bind(&model->params_);
   RETURN_IF_ERROR(InitializeParameters(spec.init().scheme(), spec.init().seed(), &model->params_));
   model->activations_.resize(model->layers_.size());
+  model->pool_first_.assign(model->layers_.size(), false);
+  for (size_t i = 0; i + 1 < model->layers_.size(); ++i) {
+    model->pool_first_[i] = model->layers_[i]->type() == "relu" &&
+                            model->layers_[i + 1]->type() == "maxpool2d" &&
+                            (i == 0 || !model->pool_first_[i - 1]);
+  }
   return model;
 }
 
 void Model::AdoptParameterArenas(float* values, float* grads) {
   params_.AdoptArenas(values, grads);
   for (auto& layer : layers_) layer->Bind(&params_);
+}
+
+void Model::SetRandomStream(uint64_t stream) {
+  for (auto& layer : layers_) layer->SetRandomStream(stream);
 }
 
 ModelSummary Model::Summary() const {
@@ -111,6 +128,13 @@ absl::StatusOr<const Tensor*> Model::ForwardPass(const Tensor& x, bool training)
   const Tensor* in = &x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->SetTraining(training);
+    if (pool_first_[i]) {  // relu i, pool i + 1: pool into activations_[i], then the relu
+      layers_[i + 1]->SetTraining(training);
+      layers_[i + 1]->Forward(*backend_, *in, &activations_[i]);
+      layers_[i]->Forward(*backend_, activations_[i], &activations_[i + 1]);
+      in = &activations_[++i];
+      continue;
+    }
     layers_[i]->Forward(*backend_, *in, &activations_[i]);
     in = &activations_[i];
   }
@@ -127,10 +151,24 @@ absl::StatusOr<LossResult> Model::ComputeGradients(
   ASSIGN_OR_RETURN(const Tensor* out, ForwardPass(x, /*training=*/true));
   ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out, targets, &loss_grad_));
   const Tensor* dy = &loss_grad_;
+  const auto other = [this](const Tensor* t) { return t == &grad_a_ ? &grad_b_ : &grad_a_; };
   for (size_t i = layers_.size(); i-- > 0;) {
+    if (i > 0 && pool_first_[i - 1]) {
+      // Layers i − 1 (relu) and i (pool) ran as pool, then relu: back through the relu onto
+      // the pooled values, then through the pool.
+      const Tensor& in = i == 1 ? x : activations_[i - 2];
+      Tensor* pooled_grad = other(dy);
+      layers_[i - 1]->Backward(*backend_, activations_[i - 1], activations_[i], *dy, pooled_grad);
+      dy = pooled_grad;
+      --i;
+      Tensor* dx = i == 0 ? nullptr : other(dy);
+      layers_[i + 1]->Backward(*backend_, in, activations_[i], *dy, dx);
+      dy = dx;
+      continue;
+    }
     const Tensor& in = i == 0 ? x : activations_[i - 1];
     // The first layer's input gradient is never needed: skip computing it.
-    Tensor* dx = i == 0 ? nullptr : (dy == &grad_a_ ? &grad_b_ : &grad_a_);
+    Tensor* dx = i == 0 ? nullptr : other(dy);
     layers_[i]->Backward(*backend_, in, activations_[i], *dy, dx);
     if (on_ready && first_param_[i] >= 0) on_ready(params_.infos()[first_param_[i]].offset);
     dy = dx;

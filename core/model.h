@@ -60,6 +60,9 @@ class Model {
   void AdoptParameterArenas(float* values, float* grads);
   const ParameterSet& parameters() const { return params_; }
   const Loss& loss() const { return *loss_; }
+  // Gives every layer that draws random numbers (dropout) the random stream `stream` (a
+  // worker's rank), see Layer::SetRandomStream.
+  void SetRandomStream(uint64_t stream);
   ModelSummary Summary() const;
 
   // Forward pass of x [batch, input shape...] in evaluation mode (no dropout); the output
@@ -85,6 +88,12 @@ class Model {
   Shape input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> output_shapes_;
+  // pool_first_[i]: layer i is a relu and layer i + 1 a max pooling, run in the other order
+  // (pool, then relu on the pooled values): max(relu(x)) = relu(max(x)) exactly, the gradients
+  // are the same (a window whose maximum is <= 0 passes no gradient either way), and the relu
+  // touches a quarter of the values. activations_[i] then holds the pooled values before the
+  // relu.
+  std::vector<bool> pool_first_;
   // Per layer: the index of its first parameter in params_, -1 when it has none. Layers
   // declare their parameters in order, so a layer's gradient lies above the earlier layers'.
   std::vector<int> first_param_;

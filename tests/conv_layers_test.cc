@@ -493,6 +493,54 @@ TEST(ConvModel, WholeCnnGradientCheck) {
                       {3, 9, 9}, 3, 3, 61);
 }
 
+TEST(ConvModel, ReluThenMaxPoolRunsPooledFirstWithIdenticalResults) {
+  // The model runs relu → maxpool2d as pool, then relu (max(relu(x)) = relu(max(x))). A
+  // dropout of rate 0 (exactly the identity) between the two keeps the written order: the
+  // outputs, the loss and every gradient must be bit-identical, windows whose maximum is
+  // negative (no gradient through them) included. The dense layer after the pool sends a
+  // gradient to every pooled value. Windows moved by 2 and overlapping windows (stride 1).
+  CpuBackend backend;
+  for (int stride : {2, 1}) {
+    SCOPED_TRACE(stride);
+    const auto model_of = [stride](bool separated) {
+      std::vector<v1::LayerSpec> layers = {ConvSpec(4, 3, 1, 1), TypeSpec("relu")};
+      if (separated) layers.push_back(DropoutSpec(0));
+      layers.push_back(PoolSpec("maxpool2d", 2, stride));
+      layers.push_back(TypeSpec("flatten"));
+      layers.push_back(DenseSpec(3));
+      return ModelOf(layers, 3);
+    };
+    auto fused = Model::Create(model_of(false), {2, 8, 8}, 3, &backend);
+    auto plain = Model::Create(model_of(true), {2, 8, 8}, 3, &backend);
+    ASSERT_OK(fused);
+    ASSERT_OK(plain);
+    ParameterSet& pf = (*fused)->parameters();
+    ParameterSet& pp = (*plain)->parameters();
+    ASSERT_EQ(pf.total_size(), pp.total_size());
+    std::copy(pf.values().span().begin(), pf.values().span().end(), pp.values().span().begin());
+    Rng rng(17);
+    Tensor x({5, 2, 8, 8});
+    FillUniform(rng, x);  // in [-1, 1): some windows are all negative after the convolution
+    const std::vector<int32_t> labels = {0, 1, 2, 1, 0};
+    Targets targets;
+    targets.labels = labels;
+    auto rf = (*fused)->ComputeGradients(x, targets);
+    auto rp = (*plain)->ComputeGradients(x, targets);
+    ASSERT_OK(rf);
+    ASSERT_OK(rp);
+    EXPECT_EQ(rf->loss, rp->loss);
+    for (int64_t i = 0; i < pf.total_size(); ++i) {
+      ASSERT_EQ(pf.grads()[i], pp.grads()[i]) << "gradient element " << i;
+    }
+    auto yf = (*fused)->Forward(x);
+    ASSERT_OK(yf);
+    const Tensor fused_out = **yf;
+    auto yp = (*plain)->Forward(x);
+    ASSERT_OK(yp);
+    for (int64_t i = 0; i < fused_out.size(); ++i) ASSERT_EQ(fused_out[i], (**yp)[i]) << i;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dropout
 
@@ -597,6 +645,34 @@ TEST(Dropout, TheMaskDependsOnlyOnTheSeedAndThePassCount) {
   backend.DropoutForward(10, 0.5f, 1234, ones.data(), mask_small.data(), y.data());
   backend.DropoutForward(1000, 0.5f, 1234, ones.data(), mask_big.data(), y.data());
   for (int i = 0; i < 10; ++i) EXPECT_EQ(mask_small[i], mask_big[i]) << i;
+}
+
+TEST(Dropout, EachRandomStreamDrawsItsOwnMasks) {
+  // Data-parallel workers (stream = rank) must not all drop the same units.
+  Tensor x({4, 256});
+  for (float& v : x.span()) v = 1.0f;
+  BuiltLayer s0, s1, s2, s1_again;
+  for (BuiltLayer* l : {&s0, &s1, &s2, &s1_again}) {
+    ASSERT_OK(BuildLayer(DropoutSpec(0.5), {256}, l, 42));
+    l->layer->SetTraining(true);
+  }
+  s1.layer->SetRandomStream(1);
+  s2.layer->SetRandomStream(2);
+  s1_again.layer->SetRandomStream(1);
+  const std::vector<bool> m0 = KeptMask(*s0.layer, x);
+  const std::vector<bool> m1 = KeptMask(*s1.layer, x);
+  const std::vector<bool> m2 = KeptMask(*s2.layer, x);
+  EXPECT_NE(m0, m1);
+  EXPECT_NE(m1, m2);
+  EXPECT_NE(m0, m2);
+  EXPECT_EQ(KeptMask(*s1_again.layer, x), m1) << "a stream is reproducible";
+  // Stream 1's first masks are not another stream's later ones.
+  EXPECT_NE(KeptMask(*s0.layer, x), m1);
+  // About half of the elements of two streams' masks agree (independent draws).
+  int agree = 0;
+  for (size_t i = 0; i < m0.size(); ++i) agree += m0[i] == m1[i];
+  EXPECT_GT(agree, 400);
+  EXPECT_LT(agree, 624);
 }
 
 TEST(Dropout, ModelsWithTheSameInitSeedDrawTheSameMasks) {
@@ -705,6 +781,72 @@ void ExpectMatches(const float* ours, int64_t n, const std::string& path, const 
         << what << "[" << i << "]: " << ours[i] << " vs torch " << ref[i];
   }
   ::testing::Test::RecordProperty(what, absl::StrCat(worst));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CPU backend's whole convolutions: oneDNN (where built) against the Backend defaults
+// (Im2Col + Gemm per sample), forward and every gradient, on random data (float32 sums in
+// another order: within 1e-4 relative, as the PyTorch parity tests).
+
+TEST(CpuConvolutions, OneDnnMatchesIm2colAndGemm) {
+  CpuBackend fast;
+  CpuBackendOptions options;
+  options.onednn_convolutions = false;
+  CpuBackend reference(options);
+  if (!fast.onednn_convolutions()) GTEST_SKIP() << "this build has no oneDNN (PSGRID_DNNL)";
+  EXPECT_FALSE(reference.onednn_convolutions());
+  struct Case {
+    int64_t batch, channels, size, filters, kernel, stride, padding;
+    bool bias, input_grad;
+  };
+  const Case cases[] = {
+      {4, 1, 28, 8, 5, 1, 2, true, false},  // the first layer of the example CNN
+      {3, 8, 14, 16, 5, 1, 2, true, true},   // its second
+      {2, 3, 9, 4, 3, 2, 1, true, true},     // stride 2
+      {5, 4, 7, 6, 1, 1, 0, false, true},    // 1×1, no bias
+      {1, 2, 6, 3, 3, 3, 0, true, true},     // windows that do not cover the last column
+      {2, 16, 5, 17, 2, 1, 1, true, true},   // odd filter count, even kernel
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrCat("batch ", c.batch, " channels ", c.channels, " size ", c.size,
+                              " filters ", c.filters, " kernel ", c.kernel, " stride ", c.stride,
+                              " padding ", c.padding));
+    Conv2dShape s;
+    s.batch = c.batch;
+    s.channels = c.channels;
+    s.height = s.width = c.size;
+    s.filters = c.filters;
+    s.kernel = c.kernel;
+    s.stride = c.stride;
+    s.padding = c.padding;
+    Rng rng(static_cast<uint64_t>(c.channels * 100 + c.kernel));
+    Tensor x({c.batch, c.channels, c.size, c.size}), w({c.filters, c.channels, c.kernel, c.kernel});
+    Tensor bias({c.filters}), dy({c.batch, c.filters, s.out_h(), s.out_w()});
+    for (Tensor* t : {&x, &w, &bias, &dy}) FillUniform(rng, *t);
+    Tensor workspace({std::max<int64_t>(reference.Conv2dWorkspaceFloats(s), 1)});
+    EXPECT_EQ(fast.Conv2dWorkspaceFloats(s), 0);
+    const float* b = c.bias ? bias.data() : nullptr;
+    Tensor y_fast(dy.shape()), y_ref(dy.shape());
+    fast.Conv2dForward(s, x.data(), w.data(), b, y_fast.data(), nullptr);
+    reference.Conv2dForward(s, x.data(), w.data(), b, y_ref.data(), workspace.data());
+    Tensor dw_fast(w.shape()), dw_ref(w.shape()), db_fast({c.filters}), db_ref({c.filters});
+    Tensor dx_fast(x.shape()), dx_ref(x.shape());
+    fast.Conv2dBackward(s, x.data(), w.data(), dy.data(), dw_fast.data(),
+                        c.bias ? db_fast.data() : nullptr, c.input_grad ? dx_fast.data() : nullptr,
+                        nullptr);
+    reference.Conv2dBackward(s, x.data(), w.data(), dy.data(), dw_ref.data(),
+                             c.bias ? db_ref.data() : nullptr,
+                             c.input_grad ? dx_ref.data() : nullptr, workspace.data());
+    const auto expect_near = [](const Tensor& got, const Tensor& want, const char* what) {
+      for (int64_t i = 0; i < want.size(); ++i) {
+        ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << what << " " << i;
+      }
+    };
+    expect_near(y_fast, y_ref, "y");
+    expect_near(dw_fast, dw_ref, "dw");
+    if (c.bias) expect_near(db_fast, db_ref, "dbias");
+    if (c.input_grad) expect_near(dx_fast, dx_ref, "dx");
+  }
 }
 
 TEST(TorchConvParity, Conv2dAndPoolingMatchTorchNnFunctional) {

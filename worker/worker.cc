@@ -369,6 +369,7 @@ absl::Status WorkerSession::Prepare() {
   }
   ASSIGN_OR_RETURN(model_, Model::Create(spec.model(), data_.train.sample_shape(),
                                          OutputWidth(data_.train), backend_));
+  model_->SetRandomStream(static_cast<uint64_t>(reg_.rank()));  // dropout: own masks per worker
   sampler_ =
       std::make_unique<BatchSampler>(data_.train.size(), spec.training().batch_size(),
                                      reg_.world_size(), spec.data().shuffle(), spec.data().seed());

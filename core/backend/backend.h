@@ -9,6 +9,7 @@
 #ifndef PSGRID_CORE_BACKEND_BACKEND_H_
 #define PSGRID_CORE_BACKEND_BACKEND_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -26,6 +27,15 @@ struct UpdateRule {
   float alpha = 0.99f;                 // RMSprop
   float bias_correction1 = 1, bias_correction2 = 1;  // Adam: 1 − β^t
   float grad_scale = 1;
+};
+
+// The geometry of a convolution over a batch (see Backend::Conv2dForward).
+struct Conv2dShape {
+  int64_t batch = 0, channels = 0, height = 0, width = 0;
+  int64_t filters = 0, kernel = 0, stride = 1, padding = 0;
+  int64_t out_h() const { return (height + 2 * padding - kernel) / stride + 1; }
+  int64_t out_w() const { return (width + 2 * padding - kernel) / stride + 1; }
+  bool operator==(const Conv2dShape&) const = default;
 };
 
 class Backend {
@@ -156,6 +166,21 @@ class Backend {
                               float* y) = 0;
   // dx = dy ⊙ mask.
   virtual void DropoutBackward(int64_t n, const float* mask, const float* dy, float* dx) = 0;
+
+  // Whole convolutions (torch.nn.Conv2d over a batch). The defaults (backend.cc) take each
+  // sample through Im2Col and one Gemm (the weight gradient summed over samples, the input
+  // gradient through Col2Im), in `workspace` of Conv2dWorkspaceFloats floats; a backend with a
+  // faster convolution overrides all three (the CPU backend with oneDNN where it is built).
+  // Weights w [filters, channels, kernel, kernel]; bias [filters] or null.
+  virtual int64_t Conv2dWorkspaceFloats(const Conv2dShape& s);
+  // y [batch, filters, out_h, out_w] = conv(x [batch, channels, height, width], w) + bias.
+  virtual void Conv2dForward(const Conv2dShape& s, const float* x, const float* w,
+                             const float* bias, float* y, float* workspace);
+  // From x, w and dy = ∂L/∂y: overwrites dw (and dbias when not null) with the gradient summed
+  // over the batch and, when dx is not null, writes dx = ∂L/∂x.
+  virtual void Conv2dBackward(const Conv2dShape& s, const float* x, const float* w,
+                              const float* dy, float* dw, float* dbias, float* dx,
+                              float* workspace);
   // ---- end of convolution, pooling and dropout --------------------------------------------
 
   // ---- Recurrent cells and embeddings -------------------------------------------------------
@@ -204,6 +229,37 @@ class Backend {
   virtual void EmbeddingBackward(int64_t n, int64_t vocab, int64_t dim, const float* ids,
                                  const float* dy, float* dweight) = 0;
   // ---- end of recurrent cells and embeddings ------------------------------------------------
+
+  // ---- Memory -------------------------------------------------------------------------------
+  // The buffers that the operations above take belong to the backend's device. A caller that
+  // holds its data on the host allocates them here and copies through CopyToDevice and
+  // CopyToHost; where is_host() is true (the CPU backend) device memory is host memory, the
+  // copies are memcpy, and host pointers may be passed to the operations directly.
+  //
+  // The operations of one backend run in the order they are called. Those that return a value
+  // to the host (the losses, SquaredNorm, AllFinite, the update kernels, EmbeddingForward) wait
+  // for their result; the others may still be running on the device when they return.
+
+  // true when the backend's memory is host memory (the CPU backend).
+  virtual bool is_host() const = 0;
+  // `bytes` of device memory, aligned to 64 bytes at least, contents undefined. Null when bytes
+  // is 0 or the device has not that much memory left.
+  virtual void* AllocateBytes(size_t bytes) = 0;
+  // n floats of device memory (AllocateBytes of n·4 bytes).
+  float* AllocateFloats(int64_t n) {
+    return static_cast<float*>(AllocateBytes(static_cast<size_t>(n) * sizeof(float)));
+  }
+  // Frees what AllocateBytes returned (null: nothing), after the work queued on it is done.
+  virtual void Free(void* p) = 0;
+  // Copies `bytes` from host memory src to device memory dst, after the operations called
+  // before it. On return src may be reused; the operations called after it see the data.
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Copies `bytes` from device memory src to host memory dst once the operations called
+  // before it are done; on return dst holds the data.
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  // Returns when every operation called so far has finished (CPU: at once).
+  virtual void Synchronize() = 0;
+  // ---- end of memory ------------------------------------------------------------------------
 };
 
 }  // namespace psgrid

@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+
+#include "core/backend/cpu_clones.h"
 
 namespace psgrid {
 
@@ -34,15 +38,34 @@ void CpuBackend::SumRows(int64_t rows, int64_t cols, const float* x, float* out)
   }
 }
 
+namespace {
+
+// ReLU runs over every activation of a convolutional model: cloned for AVX2/AVX-512 too.
+PSGRID_CPU_CLONES void ReluForwardLoop(int64_t n, const float* __restrict x, float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max(x[i], 0.0f);  // NaN stays NaN, as torch
+}
+
+PSGRID_CPU_CLONES void ReluBackwardLoop(int64_t n, const float* __restrict y,
+                                        const float* __restrict dy, float* __restrict dx) {
+  // Both operands loaded unconditionally, so the select vectorises (a conditional load of dy
+  // compiles to a branch per element, mispredicted on every sign change).
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i];
+    dx[i] = y[i] > 0.0f ? g : 0.0f;
+  }
+}
+
+}  // namespace
+
 // The element-wise loops promise no aliasing (__restrict) and use no branches, so that they
 // vectorise.
 void CpuBackend::ReluForward(int64_t n, const float* __restrict x, float* __restrict y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = std::max(x[i], 0.0f);
+  ReluForwardLoop(n, x, y);
 }
 
 void CpuBackend::ReluBackward(int64_t n, const float* __restrict y, const float* __restrict dy,
                               float* __restrict dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  ReluBackwardLoop(n, y, dy, dx);
 }
 
 void CpuBackend::SigmoidForward(int64_t n, const float* x, float* y) {
@@ -129,29 +152,19 @@ int FiniteMask(float x) { return -static_cast<int>(std::fabs(x) <= FLT_MAX); }
 }  // namespace
 
 // The loops of AllFinite, SGD, momentum and Nesterov auto-vectorise. On x86-64 each is also
-// compiled for AVX2 (8 floats a vector; the copy for the CPU is picked once, at load time):
-// one thread streams memory faster with fewer instructions per byte, and these kernels are
-// bound by that stream (bench/update_bench). The AVX2 copy enables no FMA, so both copies
-// round every operation as the scalar code reads: their results are bit-identical.
-#if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define PSGRID_AVX2_CLONE __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef PSGRID_AVX2_CLONE
-#define PSGRID_AVX2_CLONE
-#endif
-
+// compiled for AVX2 and AVX-512 (core/backend/cpu_clones.h): one thread streams memory faster
+// with fewer instructions per byte, and these kernels are bound by that stream
+// (bench/update_bench). No copy uses FMA: their results are bit-identical.
 namespace {
 
-PSGRID_AVX2_CLONE int AllFiniteLoop(int64_t n, const float* __restrict x) {
+PSGRID_CPU_CLONES int AllFiniteLoop(int64_t n, const float* __restrict x) {
   int ok = -1;
 #pragma GCC unroll 4
   for (int64_t i = 0; i < n; ++i) ok &= FiniteMask(x[i]);
   return ok;
 }
 
-PSGRID_AVX2_CLONE int SgdLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
+PSGRID_CPU_CLONES int SgdLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
                               float* __restrict w) {
   int ok = -1;
 #pragma GCC unroll 4
@@ -163,7 +176,7 @@ PSGRID_AVX2_CLONE int SgdLoop(int64_t n, const UpdateRule& r, const float* __res
   return ok;
 }
 
-PSGRID_AVX2_CLONE int MomentumLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
+PSGRID_CPU_CLONES int MomentumLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
                                    float* __restrict buf, float* __restrict w) {
   int ok = -1;
 #pragma GCC unroll 4
@@ -177,7 +190,7 @@ PSGRID_AVX2_CLONE int MomentumLoop(int64_t n, const UpdateRule& r, const float* 
   return ok;
 }
 
-PSGRID_AVX2_CLONE int NesterovLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
+PSGRID_CPU_CLONES int NesterovLoop(int64_t n, const UpdateRule& r, const float* __restrict grad,
                                    float* __restrict buf, float* __restrict w) {
   int ok = -1;
 #pragma GCC unroll 4
@@ -370,6 +383,23 @@ bool CpuBackend::AdamUpdate(int64_t n, const UpdateRule& r, bool decoupled,
     ok &= FiniteMask(wi);
   }
   return ok != 0;
+}
+
+void* CpuBackend::AllocateBytes(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  constexpr size_t kAlign = 64;  // a cache line, and a whole AVX-512 vector
+  // std::aligned_alloc wants a multiple of the alignment.
+  return std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+}
+
+void CpuBackend::Free(void* p) { std::free(p); }
+
+void CpuBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
 }
 
 int SetBlasThreads(int n) {

@@ -1,17 +1,35 @@
 // CpuBackend: the Backend on the host, with OpenBLAS for the matrix products and plain loops
 // (auto-vectorised; the optimizer loops also in an AVX2 copy on x86-64, and with SSE2
-// intrinsics where a square root stops g++) for the element-wise operations. Stateless, so
-// thread-safe: several jobs of a server may share one.
+// intrinsics where a square root stops g++) for the element-wise operations, and oneDNN for
+// whole convolutions where the build has it. Thread-safe: several jobs of a server may share
+// one (the only state, oneDNN's primitives per convolution shape, is under a mutex).
 #ifndef PSGRID_CORE_BACKEND_CPU_BACKEND_H_
 #define PSGRID_CORE_BACKEND_CPU_BACKEND_H_
+
+#include <memory>
 
 #include "core/backend/backend.h"
 
 namespace psgrid {
 
+struct CpuBackendOptions {
+  // Whole convolutions through oneDNN when this build has it (cpu_backend_dnnl.cc); off: the
+  // Backend defaults (Im2Col + Gemm per sample), e.g. to compare the two.
+  bool onednn_convolutions = true;
+};
+
+class DnnlConvolutions;
+
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(const CpuBackendOptions& options = {});
+  ~CpuBackend() override;
+  CpuBackend(const CpuBackend&) = delete;
+  CpuBackend& operator=(const CpuBackend&) = delete;
+
   std::string_view name() const override { return "cpu"; }
+  // Whether the whole convolutions run through oneDNN.
+  bool onednn_convolutions() const;
 
   void Gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, const float* b, float beta, float* c) override;
@@ -83,6 +101,23 @@ class CpuBackend final : public Backend {
   void EmbeddingBackward(int64_t n, int64_t vocab, int64_t dim, const float* ids, const float* dy,
                          float* dweight) override;
   // ---- end of recurrent cells and embeddings ----
+  // ---- Whole convolutions (cpu_backend_dnnl.cc) ----
+  int64_t Conv2dWorkspaceFloats(const Conv2dShape& s) override;
+  void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                     float* y, float* workspace) override;
+  void Conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                      float* dw, float* dbias, float* dx, float* workspace) override;
+  // ---- Memory (cpu_backend.cc): host memory, 64-byte aligned; the copies are memcpy ----
+  bool is_host() const override { return true; }
+  void* AllocateBytes(size_t bytes) override;
+  void Free(void* p) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override {}
+  // ---- end of memory ----
+
+ private:
+  std::unique_ptr<DnnlConvolutions> dnnl_;  // null: the Backend defaults
 };
 
 // Threads of the OpenBLAS pool (process-wide in OpenBLAS itself); n <= 0 leaves it as is.

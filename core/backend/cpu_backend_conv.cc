@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/backend/cpu_backend.h"
+#include "core/backend/cpu_clones.h"
 
 namespace psgrid {
 namespace {
@@ -39,9 +40,8 @@ inline uint64_t Mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-}  // namespace
-
-void CpuBackend::Im2Col(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+// The loops of Im2Col, Col2Im and max pooling, compiled for AVX-512 and AVX2 too.
+PSGRID_CPU_CLONES void Im2ColLoop(int64_t channels, int64_t height, int64_t width, int64_t kernel,
                         int64_t stride, int64_t padding, const float* __restrict x,
                         float* __restrict cols) {
   const int64_t out_h = OutSize(height, kernel, stride, padding);
@@ -65,21 +65,23 @@ void CpuBackend::Im2Col(int64_t channels, int64_t height, int64_t width, int64_t
           // in[t·stride] = x[c, ih, iw] for output column lo + t.
           const float* in = xc + ih * width + (lo * stride + offset);
           const int64_t n = hi - lo;
-          std::fill(out, out + lo, 0.0f);
+          // Rows are short (an image row: tens of floats), so plain loops the compiler
+          // inlines and vectorises beat calls to memcpy and fill.
+          for (int64_t t = 0; t < lo; ++t) out[t] = 0.0f;
+          float* o = out + lo;
           if (stride == 1) {
-            std::memcpy(out + lo, in, static_cast<size_t>(n) * sizeof(float));
+            for (int64_t t = 0; t < n; ++t) o[t] = in[t];
           } else {
-            float* o = out + lo;
             for (int64_t t = 0; t < n; ++t) o[t] = in[t * stride];
           }
-          std::fill(out + hi, out + out_w, 0.0f);
+          for (int64_t t = hi; t < out_w; ++t) out[t] = 0.0f;
         }
       }
     }
   }
 }
 
-void CpuBackend::Col2Im(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+PSGRID_CPU_CLONES void Col2ImLoop(int64_t channels, int64_t height, int64_t width, int64_t kernel,
                         int64_t stride, int64_t padding, const float* __restrict cols,
                         float* __restrict dx) {
   const int64_t out_h = OutSize(height, kernel, stride, padding);
@@ -112,6 +114,92 @@ void CpuBackend::Col2Im(int64_t channels, int64_t height, int64_t width, int64_t
       }
     }
   }
+}
+
+// The common 2×2 window moved by 2, with the window's size and stride known to the compiler:
+// the even and odd columns of two input rows, compared in the window's row-major order.
+PSGRID_CPU_CLONES void MaxPool2x2Loop(int64_t planes, int64_t height, int64_t width,
+                                      const float* __restrict x, float* __restrict y,
+                                      int32_t* __restrict argmax) {
+  const int64_t out_h = height / 2, out_w = width / 2;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * height * width;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t top = 2 * oh * width;
+      const float* r0 = xp + top;
+      const float* r1 = r0 + width;
+      float* best = y + (p * out_h + oh) * out_w;
+      int32_t* where = argmax + (p * out_h + oh) * out_w;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int32_t at = static_cast<int32_t>(top + 2 * ow);
+        float m = r0[2 * ow];
+        int32_t w = at;
+        // A later element wins only when strictly greater or NaN (v != v): ties keep the first.
+        float v = r0[2 * ow + 1];
+        bool take = v > m || v != v;
+        m = take ? v : m;
+        w = take ? at + 1 : w;
+        v = r1[2 * ow];
+        take = v > m || v != v;
+        m = take ? v : m;
+        w = take ? at + static_cast<int32_t>(width) : w;
+        v = r1[2 * ow + 1];
+        take = v > m || v != v;
+        m = take ? v : m;
+        w = take ? at + static_cast<int32_t>(width) + 1 : w;
+        best[ow] = m;
+        where[ow] = w;
+      }
+    }
+  }
+}
+
+PSGRID_CPU_CLONES void MaxPool2dForwardLoop(int64_t planes, int64_t height, int64_t width, int64_t size,
+                                  int64_t stride, const float* __restrict x, float* __restrict y,
+                                  int32_t* __restrict argmax) {
+  const int64_t out_h = OutSize(height, size, stride, 0);
+  const int64_t out_w = OutSize(width, size, stride, 0);
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * height * width;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      float* best = y + (p * out_h + oh) * out_w;
+      int32_t* where = argmax + (p * out_h + oh) * out_w;
+      // The window's first element, then the others in row-major order: a later one wins
+      // only when strictly greater (or NaN), so ties keep the first.
+      const int64_t top = oh * stride * width;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        best[ow] = xp[top + ow * stride];
+        where[ow] = static_cast<int32_t>(top + ow * stride);
+      }
+      for (int64_t i = 0; i < size; ++i) {
+        const int64_t row = top + i * width;
+        for (int64_t j = (i == 0 ? 1 : 0); j < size; ++j) {
+          const float* in = xp + row + j;
+          const int32_t base = static_cast<int32_t>(row + j);
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            const float v = in[ow * stride];
+            const bool take = v > best[ow] || std::isnan(v);
+            best[ow] = take ? v : best[ow];
+            where[ow] = take ? base + static_cast<int32_t>(ow * stride) : where[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::Im2Col(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+                        int64_t stride, int64_t padding, const float* __restrict x,
+                        float* __restrict cols) {
+  Im2ColLoop(channels, height, width, kernel, stride, padding, x, cols);
+}
+
+void CpuBackend::Col2Im(int64_t channels, int64_t height, int64_t width, int64_t kernel,
+                        int64_t stride, int64_t padding, const float* __restrict cols,
+                        float* __restrict dx) {
+  Col2ImLoop(channels, height, width, kernel, stride, padding, cols, dx);
 }
 
 void CpuBackend::BroadcastChannels(int64_t batch, int64_t channels, int64_t spatial,
@@ -151,34 +239,10 @@ void CpuBackend::SumChannels(int64_t batch, int64_t channels, int64_t spatial,
 void CpuBackend::MaxPool2dForward(int64_t planes, int64_t height, int64_t width, int64_t size,
                                   int64_t stride, const float* __restrict x, float* __restrict y,
                                   int32_t* __restrict argmax) {
-  const int64_t out_h = OutSize(height, size, stride, 0);
-  const int64_t out_w = OutSize(width, size, stride, 0);
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* xp = x + p * height * width;
-    for (int64_t oh = 0; oh < out_h; ++oh) {
-      float* best = y + (p * out_h + oh) * out_w;
-      int32_t* where = argmax + (p * out_h + oh) * out_w;
-      // The window's first element, then the others in row-major order: a later one wins
-      // only when strictly greater (or NaN), so ties keep the first.
-      const int64_t top = oh * stride * width;
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        best[ow] = xp[top + ow * stride];
-        where[ow] = static_cast<int32_t>(top + ow * stride);
-      }
-      for (int64_t i = 0; i < size; ++i) {
-        const int64_t row = top + i * width;
-        for (int64_t j = (i == 0 ? 1 : 0); j < size; ++j) {
-          const float* in = xp + row + j;
-          const int32_t base = static_cast<int32_t>(row + j);
-          for (int64_t ow = 0; ow < out_w; ++ow) {
-            const float v = in[ow * stride];
-            const bool take = v > best[ow] || std::isnan(v);
-            best[ow] = take ? v : best[ow];
-            where[ow] = take ? base + static_cast<int32_t>(ow * stride) : where[ow];
-          }
-        }
-      }
-    }
+  if (size == 2 && stride == 2) {
+    MaxPool2x2Loop(planes, height, width, x, y, argmax);
+  } else {
+    MaxPool2dForwardLoop(planes, height, width, size, stride, x, y, argmax);
   }
 }
 

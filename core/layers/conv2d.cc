@@ -1,5 +1,6 @@
 #include "core/layers/conv2d.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,7 +40,6 @@ absl::StatusOr<Shape> Conv2dLayer::Build(const Shape& input, const std::string& 
   }
   out_h_ = (height_ + 2 * padding_ - kernel_) / stride_ + 1;
   out_w_ = (width_ + 2 * padding_ - kernel_) / stride_ + 1;
-  direct_ = kernel_ == 1 && stride_ == 1 && padding_ == 0;
   const int64_t patch = channels_ * kernel_ * kernel_;
   const int64_t fan_in = patch;
   const int64_t fan_out = filters_ * kernel_ * kernel_;
@@ -47,10 +47,6 @@ absl::StatusOr<Shape> Conv2dLayer::Build(const Shape& input, const std::string& 
                                   ParamKind::kWeight, fan_in, fan_out);
   if (bias_) {
     bias_index_ = params->Declare(prefix + ".bias", {filters_}, ParamKind::kBias, fan_in, fan_out);
-  }
-  if (!direct_) {
-    cols_.Resize({patch, out_h_ * out_w_});
-    dcols_.Resize({patch, out_h_ * out_w_});
   }
   return Shape{filters_, out_h_, out_w_};
 }
@@ -64,53 +60,35 @@ void Conv2dLayer::Bind(ParameterSet* params) {
   }
 }
 
-const float* Conv2dLayer::Columns(Backend& backend, const Tensor& x, int64_t b) {
-  const float* xb = x.data() + b * channels_ * height_ * width_;
-  if (direct_) return xb;
-  backend.Im2Col(channels_, height_, width_, kernel_, stride_, padding_, xb, cols_.data());
-  return cols_.data();
-}
-
 void Conv2dLayer::Forward(Backend& backend, const Tensor& x, Tensor* y) {
-  const int64_t batch = x.dim(0);
-  const int64_t spatial = out_h_ * out_w_;
-  const int64_t patch = channels_ * kernel_ * kernel_;
-  y->Resize({batch, filters_, out_h_, out_w_});
-  if (bias_) backend.BroadcastChannels(batch, filters_, spatial, bias_value_.data(), y->data());
-  const float beta = bias_ ? 1.0f : 0.0f;
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* cols = Columns(backend, x, b);
-    backend.Gemm(Trans::kNo, Trans::kNo, filters_, spatial, patch, 1.0f, weight_.data(), cols,
-                 beta, y->data() + b * filters_ * spatial);
-  }
+  const Conv2dShape shape = ShapeFor(x.dim(0));
+  y->Resize({shape.batch, filters_, out_h_, out_w_});
+  workspace_.Resize({std::max<int64_t>(backend.Conv2dWorkspaceFloats(shape), 1)});
+  backend.Conv2dForward(shape, x.data(), weight_.data(), bias_ ? bias_value_.data() : nullptr,
+                        y->data(), workspace_.data());
 }
 
 void Conv2dLayer::Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,
                            Tensor* dx) {
-  const int64_t batch = x.dim(0);
-  const int64_t spatial = out_h_ * out_w_;
-  const int64_t patch = channels_ * kernel_ * kernel_;
-  const int64_t sample = channels_ * height_ * width_;
-  if (bias_) backend.SumChannels(batch, filters_, spatial, dy.data(), bias_grad_.data());
+  const Conv2dShape shape = ShapeFor(x.dim(0));
   if (dx != nullptr) dx->Resize(x.shape());
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* dyb = dy.data() + b * filters_ * spatial;
-    // dW += dY_b · cols_bᵀ  (overwritten by the first sample).
-    const float* cols = Columns(backend, x, b);
-    backend.Gemm(Trans::kNo, Trans::kYes, filters_, patch, spatial, 1.0f, dyb, cols,
-                 b == 0 ? 0.0f : 1.0f, weight_grad_.data());
-    if (dx == nullptr) continue;
-    // dcols = Wᵀ · dY_b, folded back onto the image.
-    float* dxb = dx->data() + b * sample;
-    if (direct_) {
-      backend.Gemm(Trans::kYes, Trans::kNo, patch, spatial, filters_, 1.0f, weight_.data(), dyb,
-                   0.0f, dxb);
-    } else {
-      backend.Gemm(Trans::kYes, Trans::kNo, patch, spatial, filters_, 1.0f, weight_.data(), dyb,
-                   0.0f, dcols_.data());
-      backend.Col2Im(channels_, height_, width_, kernel_, stride_, padding_, dcols_.data(), dxb);
-    }
-  }
+  workspace_.Resize({std::max<int64_t>(backend.Conv2dWorkspaceFloats(shape), 1)});
+  backend.Conv2dBackward(shape, x.data(), weight_.data(), dy.data(), weight_grad_.data(),
+                         bias_ ? bias_grad_.data() : nullptr,
+                         dx != nullptr ? dx->data() : nullptr, workspace_.data());
+}
+
+Conv2dShape Conv2dLayer::ShapeFor(int64_t batch) const {
+  Conv2dShape s;
+  s.batch = batch;
+  s.channels = channels_;
+  s.height = height_;
+  s.width = width_;
+  s.filters = filters_;
+  s.kernel = kernel_;
+  s.stride = stride_;
+  s.padding = padding_;
+  return s;
 }
 
 }  // namespace psgrid

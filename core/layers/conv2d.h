@@ -23,26 +23,22 @@ class Conv2dLayer final : public Layer {
   absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                               ParameterSet* params) override;
   void Bind(ParameterSet* params) override;
-  // Implementation: per sample, the columns matrix of Backend::Im2Col and one GEMM
-  // y_b [filters, out_h·out_w] = W [filters, C·k·k] · cols [C·k·k, out_h·out_w] (a 1×1
-  // kernel with stride 1 and no padding uses the input itself as its columns).
+  // Backend::Conv2dForward and Conv2dBackward over the whole batch.
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   void Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,
                 Tensor* dx) override;
 
  private:
-  // Columns of sample b of x in cols_ (or x's own memory when no copy is needed).
-  const float* Columns(Backend& backend, const Tensor& x, int64_t b);
+  Conv2dShape ShapeFor(int64_t batch) const;
 
   int64_t filters_, kernel_, stride_, padding_;
   bool bias_;
   std::string field_;
   int64_t channels_ = 0, height_ = 0, width_ = 0, out_h_ = 0, out_w_ = 0;
-  bool direct_ = false;  // 1×1, stride 1, no padding: the input is its own columns matrix
   int weight_index_ = -1;
   int bias_index_ = -1;
   Tensor weight_, bias_value_, weight_grad_, bias_grad_;  // views into the ParameterSet
-  Tensor cols_, dcols_;  // scratch, one sample's columns
+  Tensor workspace_;  // Backend::Conv2dWorkspaceFloats floats
 };
 
 }  // namespace psgrid

@@ -1,5 +1,7 @@
 #include "core/layers/dropout.h"
 
+#include "core/rng.h"
+
 namespace psgrid {
 
 absl::StatusOr<Shape> DropoutLayer::Build(const Shape& input, const std::string& prefix,
@@ -9,8 +11,12 @@ absl::StatusOr<Shape> DropoutLayer::Build(const Shape& input, const std::string&
 }
 
 uint64_t DropoutLayer::PassSeed(uint64_t pass) const {
-  // A Weyl sequence over passes; Backend::DropoutForward mixes the seed before use.
-  return seed_ + pass * 0xD1B54A32D192ED03ull;
+  // A Weyl sequence over passes; Backend::DropoutForward mixes the seed before use. Each
+  // stream starts the sequence at its own point, mixed so that neighbouring streams' and
+  // passes' seeds never coincide (stream 0: the sequence itself).
+  uint64_t start = seed_;
+  if (stream_ != 0) start ^= Rng(stream_).NextU64();
+  return start + pass * 0xD1B54A32D192ED03ull;
 }
 
 void DropoutLayer::Forward(Backend& backend, const Tensor& x, Tensor* y) {

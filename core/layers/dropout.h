@@ -2,8 +2,9 @@
 // [0, 1) (default 0); no other field. While training, each element is zeroed with probability
 // `rate` and the others are scaled by 1/(1 − rate) (inverted dropout); in evaluation the layer
 // is the identity. Output shape = input shape; no parameters. The mask is reproducible: it is
-// a function of the layer's seed (from the model's init seed and the layer's index) and of the
-// number of training passes the layer has made (Backend::DropoutForward).
+// a function of the layer's seed (from the model's init seed and the layer's index), of its
+// random stream (a worker's rank; Layer::SetRandomStream) and of the number of training passes
+// the layer has made (Backend::DropoutForward).
 #ifndef PSGRID_CORE_LAYERS_DROPOUT_H_
 #define PSGRID_CORE_LAYERS_DROPOUT_H_
 
@@ -22,6 +23,7 @@ class DropoutLayer final : public Layer {
   absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                               ParameterSet* params) override;
   void SetTraining(bool training) override { training_ = training; }
+  void SetRandomStream(uint64_t stream) override { stream_ = stream; }
   // Training: draws the mask of pass passes(), then counts the pass.
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   // Uses the mask of the last Forward (dy passes through unchanged after an evaluation pass).
@@ -38,6 +40,7 @@ class DropoutLayer final : public Layer {
  private:
   float rate_;
   uint64_t seed_;
+  uint64_t stream_ = 0;
   bool training_ = false;
   bool masked_ = false;  // whether the last Forward applied a mask
   uint64_t passes_ = 0;

@@ -34,6 +34,10 @@ class Layer {
   // Training (ComputeGradients) or evaluation (Forward, Evaluate): dropout is on only while
   // training. Called before each pass.
   virtual void SetTraining(bool training) {}
+  // Layers that draw random numbers (dropout) draw an independent stream for each value of
+  // `stream`, so that data-parallel workers (stream = the worker's rank) do not all drop the
+  // same units. Stream 0 is the default.
+  virtual void SetRandomStream(uint64_t stream) {}
 
   // y ← layer(x); y is resized to [batch, output shape...].
   virtual void Forward(Backend& backend, const Tensor& x, Tensor* y) = 0;
