@@ -11,7 +11,6 @@ first reached the target (rank 0 evaluates at every epoch's end), and the final 
 Writes bench/results/consistency.json and prints a markdown table."""
 import argparse
 import os
-import re
 import subprocess
 import sys
 
@@ -28,7 +27,6 @@ MODES = [
     ("sync + 1 backup", GRPC + ["--backup-workers", "1"]),
     ("sync, shared memory", []),
 ]
-EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*test-acc ([0-9.]+)\s+elapsed (?:(\d+)h)?(?:(\d+)m)?([0-9.]+)s")
 
 
 def run(psgrid, spec, epochs, slowdown, extra):
@@ -38,13 +36,7 @@ def run(psgrid, spec, epochs, slowdown, extra):
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode, p.stderr[-3000:]))
     result = benchlib.json.loads(p.stdout.strip().splitlines()[-1])
-    curve = []
-    for m in map(EPOCH_LINE.search, p.stderr.splitlines()):
-        if m:
-            seconds = (int(m.group(3) or 0) * 3600 + int(m.group(4) or 0) * 60 +
-                       float(m.group(5)))
-            curve.append((int(m.group(1)), float(m.group(2)), seconds))
-    return result, curve
+    return result, benchlib.epoch_curve(p.stderr)
 
 
 def main():
@@ -59,7 +51,7 @@ def main():
     rows = []
     for name, extra in MODES:
         result, curve = run(psgrid, spec, args.epochs, args.slowdown, extra)
-        reached = next(((e, t) for e, acc, t in curve if acc >= args.target), None)
+        reached = benchlib.first_at(curve, args.target)
         rows.append({
             "mode": name,
             "samples_per_s": round(result["samples_per_second"]),

@@ -12,7 +12,9 @@ Debian's OpenBLAS-backed torch; more torch threads oversubscribe the cores). Run
 between the two sides, R repeats each, and the median samples/s of each side gives the ratio.
 Prints a markdown table (ratios first) and writes bench/results/mlp_vs_torch.json.
 
-  bench/mlp_vs_torch.py [--epochs 2] [--repeats 3] [--threads 1,2]
+  bench/mlp_vs_torch.py [--epochs 2] [--repeats 3] [--threads 1,2] [--kernels both|selected]
+
+--kernels selected runs psgrid's selected kernel alone (bench/run --quick).
 """
 import argparse
 import os
@@ -37,6 +39,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--kernels", choices=["both", "selected"], default="both")
     args = ap.parse_args()
 
     benchlib.setup_with_torch()
@@ -46,6 +49,8 @@ def main():
     best = benchlib.kernel_of(psgrid, {k: v for k, v in os.environ.items()
                                        if k != "OPENBLAS_CORETYPE"})
     kernels = ["detected"] + ([best] if best != plain else [])
+    if args.kernels == "selected":
+        kernels = kernels[-1:]
     rows = []
     for kernel, threads in [(k, int(t)) for k in kernels for t in args.threads.split(",")]:
         kernel_name = plain if kernel == "detected" else kernel

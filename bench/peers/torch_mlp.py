@@ -13,6 +13,11 @@ the environment (Debian's torch runs GEMM in OpenBLAS); torch's own threads from
 --ddp N runs N processes of DistributedDataParallel (gloo on 127.0.0.1, one torch thread each),
 each on its strided 1/N of every epoch's permutation with --batch samples per process per
 step; samples/s is the total over the processes divided by the slowest one's training time.
+
+--curve also evaluates the test accuracy after every epoch (rank 0 under DDP, the others waiting
+at the next epoch's barrier) and reports it with the wall time since training began, those
+evaluations included (as psgrid's job time includes rank 0's); samples/s is unchanged.
+--stop-at ACC (with --curve) ends training after the first epoch at or above that accuracy.
 """
 import argparse
 import gzip
@@ -40,7 +45,8 @@ def load(data_dir, prefix):
             torch.from_numpy(y.astype(np.int64)))
 
 
-def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None):
+def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None, on_epoch_end=None,
+          should_stop=None):
     loss_fn = torch.nn.CrossEntropyLoss()
     seconds, samples = 0.0, 0
     for epoch in range(args.epochs):
@@ -61,6 +67,10 @@ def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None):
         if barrier:
             barrier()
         seconds += time.perf_counter() - start
+        if on_epoch_end:
+            on_epoch_end(epoch + 1)
+        if should_stop and should_stop():
+            break
     return seconds, samples
 
 
@@ -89,13 +99,31 @@ def accuracy(model, xte, yte):
         return correct / len(xte)
 
 
-def report(args, mode, procs, seconds, samples, acc):
-    print(json.dumps({"peer": "pytorch", "model": args.model, "mode": mode, "procs": procs, "torch": torch.__version__,
-                      "threads": args.threads,
-                      "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-                      "samples": samples, "train_seconds": round(seconds, 4),
-                      "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}),
-          flush=True)
+def report(args, mode, procs, seconds, samples, acc, curve=None):
+    result = {"peer": "pytorch", "model": args.model, "mode": mode, "procs": procs, "torch": torch.__version__,
+              "threads": args.threads,
+              "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+              "samples": samples, "train_seconds": round(seconds, 4),
+              "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}
+    if curve is not None:
+        result["curve"] = curve
+    print(json.dumps(result), flush=True)
+
+
+def curve_recorder(model, xte, yte):
+    """An on_epoch_end callback recording the test accuracy and the wall time since start(),
+    evaluations included."""
+    curve = []
+    began = [time.perf_counter()]
+
+    def on_epoch_end(epoch):
+        curve.append({"epoch": epoch, "test_acc": round(accuracy(model, xte, yte), 4),
+                      "elapsed_s": round(time.perf_counter() - began[0], 4)})
+
+    def start():
+        began[0] = time.perf_counter()
+
+    return curve, start, on_epoch_end
 
 
 def ddp_process(rank, args):
@@ -110,14 +138,25 @@ def ddp_process(rank, args):
     xtr, xte = shaped(xtr, args.model), shaped(xte, args.model)
     model = DistributedDataParallel(make_model(args.model))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    seconds, samples = train(model, opt, xtr, ytr, args, rank, args.ddp, dist.barrier)
+    curve, start, on_epoch_end = curve_recorder(model.module, xte, yte)
+    dist.barrier()
+    start()
+
+    def reached():  # rank 0 knows; everyone stops together
+        flag = torch.tensor([int(rank == 0 and bool(curve) and curve[-1]["test_acc"] >= args.stop_at)])
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    seconds, samples = train(model, opt, xtr, ytr, args, rank, args.ddp, dist.barrier,
+                             on_epoch_end if args.curve and rank == 0 else None,
+                             reached if args.curve and args.stop_at else None)
     totals = torch.tensor([seconds, float(samples)], dtype=torch.float64)
     slowest = totals[:1].clone()
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
     dist.all_reduce(totals, op=dist.ReduceOp.SUM)
     if rank == 0:
         report(args, "ddp", args.ddp, slowest.item(), int(totals[1].item()),
-               accuracy(model.module, xte, yte))
+               accuracy(model.module, xte, yte), curve if args.curve else None)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -135,6 +174,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ddp", type=int, default=0, help="N > 0: DDP with N gloo processes")
     ap.add_argument("--port", type=int, default=29541, help="DDP rendezvous port on 127.0.0.1")
+    ap.add_argument("--curve", action="store_true",
+                    help="test accuracy and elapsed wall time after every epoch")
+    ap.add_argument("--stop-at", type=float, default=0,
+                    help="with --curve: stop after the first epoch at or above this test accuracy")
     args = ap.parse_args()
     if args.ddp > 0:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -149,8 +192,14 @@ def main():
     xtr, xte = shaped(xtr, args.model), shaped(xte, args.model)
     model = make_model(args.model)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    seconds, samples = train(model, opt, xtr, ytr, args)
-    report(args, "single", 1, seconds, samples, accuracy(model, xte, yte))
+    curve, start, on_epoch_end = curve_recorder(model, xte, yte)
+    start()
+    seconds, samples = train(model, opt, xtr, ytr, args,
+                             on_epoch_end=on_epoch_end if args.curve else None,
+                             should_stop=(lambda: curve[-1]["test_acc"] >= args.stop_at)
+                             if args.curve and args.stop_at else None)
+    report(args, "single", 1, seconds, samples, accuracy(model, xte, yte),
+           curve if args.curve else None)
 
 
 if __name__ == "__main__":
