@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/backend/cpu_backend.h"
+#include "bench/bench_json.h"
 #include "nlohmann/json.hpp"
 #include "proto/job_spec_codec.h"
 #include "server/job.h"
@@ -182,10 +183,8 @@ int main(int argc, char** argv) {
   std::printf("\nState = parameters + momentum buffer. Stall: extra time of the step that takes "
               "a periodic snapshot (median of 5). Write: the files of an on-demand snapshot (written, "
               "fsynced, renamed).\n");
-  std::ofstream(out) << nlohmann::json({{"benchmark", "snapshot"}, {"dir", dir}, {"rows", rows}})
-                            .dump(2)
-                     << "\n";
-  std::printf("written: %s\n", out.c_str());
+  const bool written =
+      psgrid::WriteJsonResult(out, {{"benchmark", "snapshot"}, {"dir", dir}, {"rows", rows}});
   std::filesystem::remove_all(dir);
-  return 0;
+  return written ? 0 : 1;
 }

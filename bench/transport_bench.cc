@@ -14,6 +14,9 @@
 //   psgrid, 2 workers  a sync job of 2 worker processes: every step needs both gradients (the
 //                      server sums them). Aggregate throughput = 2 x 2S / median round (the
 //                      slower worker's).
+//   TCP data plane     the same, 1 and 2 workers, with pushes and pulls over the server's
+//                      raw-TCP data plane (TcpParameterClient; gRPC only registers): one
+//                      frame each way per push and per pull on a persistent connection.
 //   TCP stream         1 and 2 connections on 127.0.0.1, each writing S-byte messages back to
 //                      back into an S-byte buffer on the other side: bytes/s (aggregate).
 //   TCP ping-pong      TCP_NODELAY; S bytes there, S bytes back, the two ends on two different
@@ -57,11 +60,13 @@
 #include "core/backend/cpu_backend.h"
 #include "core/model.h"
 #include "core/tensor_codec.h"
+#include "bench/bench_json.h"
 #include "nlohmann/json.hpp"
 #include "proto/job_spec_codec.h"
 #include "server/job_manager.h"
 #include "server/rpc/grpc_server.h"
 #include "worker/rpc/grpc_parameter_client.h"
+#include "worker/rpc/tcp_parameter_client.h"
 
 extern char** environ;
 
@@ -283,18 +288,27 @@ v1::JobSpec Spec(int64_t units, int workers, const std::string& csv) {
 }
 
 // A worker process: registers, waits for the job to run, then pushes and pulls `rounds`
-// (+ 2 unmeasured) rounds; writes {"push_s": [...], "pull_s": [...]} to `out`.
+// (+ 2 unmeasured) rounds over gRPC or (`tcp`) the data plane; writes {"push_s": [...],
+// "pull_s": [...]} to `out`.
 int RunChild(const std::string& address, const std::string& job_id, int rounds,
-             const std::string& name, const std::string& out) {
+             const std::string& name, const std::string& out, bool tcp) {
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "transport_bench worker: %s\n", s.ToString().c_str());
     return 1;
   };
-  absl::StatusOr<std::unique_ptr<GrpcParameterClient>> client =
+  absl::StatusOr<std::unique_ptr<GrpcParameterClient>> grpc_client =
       GrpcParameterClient::Connect(address, absl::Seconds(10));
-  if (!client.ok()) return fail(client.status());
+  if (!grpc_client.ok()) return fail(grpc_client.status());
+  std::unique_ptr<ParameterClient> client;
+  if (tcp) {
+    TcpClientOptions options;
+    options.required = true;  // a measurement of the data plane or none
+    client = std::make_unique<TcpParameterClient>(std::move(*grpc_client), options);
+  } else {
+    client = std::move(*grpc_client);
+  }
   absl::StatusOr<v1::RegisterWorkerResponse> reg =
-      (*client)->Register(job_id, name, absl::Now() + absl::Seconds(30));
+      client->Register(job_id, name, absl::Now() + absl::Seconds(30));
   if (!reg.ok()) return fail(reg.status());
   CpuBackend backend;
   absl::StatusOr<std::unique_ptr<Model>> model =
@@ -305,7 +319,7 @@ int RunChild(const std::string& address, const std::string& job_id, int rounds,
   const absl::Time running_by = absl::Now() + absl::Seconds(60);
   while (true) {
     absl::StatusOr<v1::JobState> state =
-        (*client)->Heartbeat(job_id, reg->worker_id(), absl::Now() + absl::Seconds(10));
+        client->Heartbeat(job_id, reg->worker_id(), absl::Now() + absl::Seconds(10));
     if (!state.ok()) return fail(state.status());
     if (*state == v1::JOB_STATE_RUNNING) break;
     if (absl::Now() > running_by) return fail(absl::DeadlineExceededError("job never ran"));
@@ -321,10 +335,10 @@ int RunChild(const std::string& address, const std::string& job_id, int rounds,
     header.set_step(t);
     const auto start = Clock::now();
     absl::StatusOr<v1::PushGradientsResponse> pushed =
-        (*client)->Push(header, params.infos(), params.grads(), absl::Now() + kRpcTimeout);
+        client->Push(header, params.infos(), params.grads(), absl::Now() + kRpcTimeout);
     if (!pushed.ok()) return fail(pushed.status());
     const double push = Since(start);
-    absl::StatusOr<PullResult> pulled = (*client)->Pull(
+    absl::StatusOr<PullResult> pulled = client->Pull(
         job_id, reg->worker_id(), t + 1, params.infos(), &params.values(), absl::Now() + kRpcTimeout);
     if (!pulled.ok()) return fail(pulled.status());
     if (pulled->version != t + 1) return fail(absl::InternalError("unexpected version"));
@@ -369,12 +383,16 @@ struct PsgridRounds {
 };
 
 // `workers` worker processes against a fresh server and job: per-round times.
-PsgridRounds MeasurePsgrid(int64_t units, int workers, int rounds, const std::string& dir) {
+PsgridRounds MeasurePsgrid(int64_t units, int workers, int rounds, const std::string& dir,
+                           bool tcp) {
   PsgridRounds r;
   JobManagerOptions options;
   options.worker_timeout = absl::Minutes(10);
   JobManager manager(options);
-  absl::StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Start("127.0.0.1:0", &manager);
+  GrpcServerOptions server_options;
+  if (tcp) server_options.data_listen = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start("127.0.0.1:0", &manager, server_options);
   if (!server.ok()) return r;
   absl::StatusOr<std::string> id = manager.Submit(Spec(units, workers, dir + "/data.csv"));
   if (!id.ok()) {
@@ -385,7 +403,7 @@ PsgridRounds MeasurePsgrid(int64_t units, int workers, int rounds, const std::st
   for (int w = 0; w < workers; ++w) {
     pids.push_back(SpawnWorker({"transport_bench", "--child", absl::StrCat("127.0.0.1:", (*server)->port()),
                                 *id, absl::StrCat(rounds), absl::StrCat("bench-", w),
-                                absl::StrCat(dir, "/worker", w, ".json")}));
+                                absl::StrCat(dir, "/worker", w, ".json"), tcp ? "tcp" : "grpc"}));
   }
   const absl::Time deadline = absl::Now() + kChildTimeout;
   r.ok = true;
@@ -490,13 +508,16 @@ int Run(const std::vector<int64_t>& sizes_kb, bool quick, const std::string& jso
     const int rounds = RoundsFor(bytes, quick);
     std::fprintf(stderr, "transport %s: %d rounds\n", Size(bytes).c_str(), rounds);
     json row = {{"bytes", bytes}, {"label", Size(bytes)}, {"rounds", rounds}};
-    for (int workers : {1, 2}) {
-      const PsgridRounds p = MeasurePsgrid(units, workers, rounds, dir);
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool tcp = variant >= 2;
+      const int workers = 1 + variant % 2;
+      const std::string key = absl::StrCat(tcp ? "tcp_plane_" : "psgrid_", workers, "w");
+      const PsgridRounds p = MeasurePsgrid(units, workers, rounds, dir, tcp);
       if (!p.ok) {
-        row[absl::StrCat("psgrid_", workers, "w")] = nullptr;
+        row[key] = nullptr;
         continue;
       }
-      row[absl::StrCat("psgrid_", workers, "w")] = {
+      row[key] = {
           {"round_s", Median(p.round)}, {"push_s", Median(p.push)}, {"pull_s", Median(p.pull)},
           {"bytes_per_s", 2.0 * workers * bytes / Median(p.round)},
           {"mean_bytes_per_s", 2.0 * workers * bytes * rounds / p.elapsed}};
@@ -522,6 +543,22 @@ int Run(const std::vector<int64_t>& sizes_kb, bool quick, const std::string& jso
             row["tcp_stream_2"]["bytes_per_s"].get<double>();
       }
     }
+    if (!row["tcp_plane_1w"].is_null()) {
+      json& ratios = row["tcp_plane_ratios"];
+      ratios["throughput_vs_tcp_stream"] = row["tcp_plane_1w"]["bytes_per_s"].get<double>() /
+                                           row["tcp_stream_1"]["bytes_per_s"].get<double>();
+      ratios["round_vs_ping_pong"] = row["tcp_plane_1w"]["round_s"].get<double>() /
+                                     row["tcp_ping_pong"]["round_s"].get<double>();
+      if (!row["psgrid_1w"].is_null()) {
+        ratios["speedup_vs_grpc"] = row["psgrid_1w"]["round_s"].get<double>() /
+                                    row["tcp_plane_1w"]["round_s"].get<double>();
+      }
+      if (!row["tcp_plane_2w"].is_null()) {
+        ratios["throughput_2w_vs_2_tcp_streams"] =
+            row["tcp_plane_2w"]["bytes_per_s"].get<double>() /
+            row["tcp_stream_2"]["bytes_per_s"].get<double>();
+      }
+    }
     rows.push_back(row);
   }
   std::filesystem::remove_all(dir);
@@ -542,6 +579,24 @@ int Run(const std::vector<int64_t>& sizes_kb, bool quick, const std::string& jso
                 num(r, "psgrid_1w", "bytes_per_s") / 1e9, num(r, "psgrid_2w", "bytes_per_s") / 1e9,
                 num(r, "tcp_stream_1", "bytes_per_s") / 1e9, num(r, "tcp_stream_2", "bytes_per_s") / 1e9,
                 num(r, "memcpy", "bytes_per_s") / 1e9);
+  }
+  std::printf(
+      "\nThe raw-TCP data plane (TcpParameterClient), against the same ceilings and gRPC:\n\n"
+      "| size | data plane / TCP stream | data plane round / ping-pong | 2 workers / 2 TCP "
+      "streams | round (push + pull) | gRPC round | gRPC / data plane | GB/s (1, 2 workers) |\n"
+      "|---|---|---|---|---|---|---|---|\n");
+  for (const json& r : rows) {
+    std::printf("| %s | **%.0f%%** | **%.2fx** | %.0f%% | %.3f ms (%.3f + %.3f) | %.3f ms | %.2fx | "
+                "%.2f, %.2f |\n",
+                r["label"].get<std::string>().c_str(),
+                100 * num(r, "tcp_plane_ratios", "throughput_vs_tcp_stream"),
+                num(r, "tcp_plane_ratios", "round_vs_ping_pong"),
+                100 * num(r, "tcp_plane_ratios", "throughput_2w_vs_2_tcp_streams"),
+                1e3 * num(r, "tcp_plane_1w", "round_s"), 1e3 * num(r, "tcp_plane_1w", "push_s"),
+                1e3 * num(r, "tcp_plane_1w", "pull_s"), 1e3 * num(r, "psgrid_1w", "round_s"),
+                num(r, "tcp_plane_ratios", "speedup_vs_grpc"),
+                num(r, "tcp_plane_1w", "bytes_per_s") / 1e9,
+                num(r, "tcp_plane_2w", "bytes_per_s") / 1e9);
   }
   std::printf(
       "\nWhere a 1-worker round goes (CPU work of each phase alone, ms; encode, serialize, parse\n"
@@ -568,13 +623,7 @@ int Run(const std::vector<int64_t>& sizes_kb, bool quick, const std::string& jso
                       {"model", "dense U on 1022 inputs, dense 1: 1024 U + 1 floats"},
                       {"statistic", "medians; throughputs count bytes pushed + pulled"},
                       {"rows", rows}};
-    std::ofstream file(json_path);
-    file << out.dump(2) << "\n";
-    if (!file) {
-      std::fprintf(stderr, "could not write %s\n", json_path.c_str());
-      return 1;
-    }
-    std::printf("written: %s\n", json_path.c_str());
+    if (!WriteJsonResult(json_path, out)) return 1;
   }
   return 0;
 }
@@ -583,10 +632,11 @@ int Run(const std::vector<int64_t>& sizes_kb, bool quick, const std::string& jso
 }  // namespace psgrid
 
 int main(int argc, char** argv) {
-  if (argc == 7 && std::string(argv[1]) == "--child") {
+  if (argc == 8 && std::string(argv[1]) == "--child") {
     int rounds = 0;
     if (!absl::SimpleAtoi(argv[4], &rounds)) return 2;
-    return psgrid::RunChild(argv[2], argv[3], rounds, argv[5], argv[6]);
+    return psgrid::RunChild(argv[2], argv[3], rounds, argv[5], argv[6],
+                            std::string(argv[7]) == "tcp");
   }
   bool quick = false;
   std::vector<int64_t> sizes_kb;

@@ -27,8 +27,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <thread>
@@ -39,6 +39,7 @@
 #include "core/optimizer.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "bench/bench_json.h"
 #include "nlohmann/json.hpp"
 
 namespace psgrid {
@@ -292,13 +293,7 @@ int Run(int64_t n, int repeats, int64_t stream_bytes, const std::string& json_pa
           {"bound_bytes_per_s", stream_bw},
           {"variants", stream_rows}}},
         {"rows", rows}};
-    std::ofstream file(json_path);
-    file << out.dump(2) << "\n";
-    if (!file) {
-      std::fprintf(stderr, "could not write %s\n", json_path.c_str());
-      return 1;
-    }
-    std::printf("written: %s\n", json_path.c_str());
+    if (!WriteJsonResult(json_path, out)) return 1;
   }
   return 0;
 }

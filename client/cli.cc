@@ -5,6 +5,11 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "client/command_util.h"
 #include "client/commands_evaluate.h"
 #include "client/commands_jobs.h"
@@ -68,6 +73,23 @@ OutputFormat ToFormat(const std::string& name) {
   return name == "json" ? OutputFormat::kJson : OutputFormat::kTable;
 }
 
+// "" when `list` is a comma-separated list of worker devices (cpu, auto, cuda, cuda:N), else
+// what is wrong with it (CLI11's validator convention).
+std::string CheckDeviceList(const std::string& list) {
+  for (absl::string_view name : absl::StrSplit(list, ',')) {
+    if (name == "cpu" || name == "auto" || name == "cuda") continue;
+    absl::string_view ordinal = name;
+    int n = 0;
+    if (absl::ConsumePrefix(&ordinal, "cuda:") && !ordinal.empty() &&
+        ordinal.find_first_not_of("0123456789") == absl::string_view::npos &&
+        absl::SimpleAtoi(ordinal, &n)) {
+      continue;
+    }
+    return absl::StrCat("unknown device '", name, "': want cpu, cuda, cuda:N or auto");
+  }
+  return "";
+}
+
 // `psgrid worker ARGS...`: RunWorkerMain with "psgrid worker" as the program name.
 int RunWorkerCommand(const std::vector<std::string>& args) {
   std::vector<std::string> owned = {"psgrid worker"};
@@ -103,7 +125,8 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::Range(1.0, 100.0));
   bool no_shared_memory = false;
   local_cmd->add_flag("--no-shared-memory", no_shared_memory,
-                      "Workers exchange tensors over gRPC on loopback, as remote ones do");
+                      "Workers exchange tensors over the network path on loopback (the raw-TCP "
+                      "data plane), as remote ones do");
   local_cmd->add_option("--data-dir", local.data_dir,
                         "The server's directory (default: a temporary one, removed at the end)");
   local_cmd->add_option("--worker-binary", local.worker_binary,
@@ -124,6 +147,13 @@ int RunCli(int argc, char** argv) {
   local_cmd->add_option("--backend", backend, "--single-process: compute backend")
       ->capture_default_str()
       ->needs(single_process_flag);
+  std::string devices;
+  local_cmd
+      ->add_option("--device", devices,
+                   "The workers' compute device: cpu (default), cuda, cuda:N or auto; a "
+                   "comma-separated list mixes them (worker i takes entry i mod the count)")
+      ->check(CLI::Validator(CheckDeviceList, "DEVICE[,DEVICE...]"))
+      ->excludes(single_process_flag);
 
   // submit, list, status, watch, stop
   ServerFlags server;
@@ -210,6 +240,7 @@ int RunCli(int argc, char** argv) {
   if (*local_cmd) {
     local.output = local_json ? OutputFormat::kJson : ToFormat(local_format);
     local.shared_memory = !no_shared_memory;
+    if (!devices.empty()) local.devices = absl::StrSplit(devices, ',');
     if (single_process) {
       SingleProcessOptions opts;
       opts.spec_path = local.spec_path;

@@ -1,7 +1,8 @@
 // The `psgrid` command line: parses arguments and runs a subcommand.
 //
 //   psgrid local SPEC [--workers N] [--threads T] [--epochs N] [--max-steps N]
-//                     [--data-dir DIR] [--worker-binary PATH] [-o table|json]
+//                     [--data-dir DIR] [--worker-binary PATH] [--device D[,D...]]
+//                     [-o table|json]
 //   psgrid local SPEC --single-process [--blas-threads N] [--backend cpu] [-o json]
 //   psgrid submit SPEC [--workers N] [--epochs N] [--max-steps N]
 //   psgrid list [-o table|json]

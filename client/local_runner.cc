@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "client/child_process.h"
 #include "client/progress_printer.h"
@@ -171,7 +172,10 @@ absl::Status LocalRun::Setup() {
   manager_options.shared_memory = true;
   manager_options.data_dir = data_dir_.path();
   manager_ = std::make_unique<JobManager>(manager_options);
-  ASSIGN_OR_RETURN(server_, GrpcServer::Start("127.0.0.1:0", manager_.get()));
+  // Workers without shared memory push and pull over the raw-TCP data plane.
+  GrpcServerOptions server_options;
+  server_options.data_listen = "127.0.0.1:0";
+  ASSIGN_OR_RETURN(server_, GrpcServer::Start("127.0.0.1:0", manager_.get(), server_options));
   address_ = absl::StrCat("127.0.0.1:", server_->port());
   ASSIGN_OR_RETURN(client_, ControlClient::Connect(address_, kConnectTimeout));
   ASSIGN_OR_RETURN(job_id_, WithSpecSource(options_.spec_path, client_->Submit(spec_)));
@@ -199,6 +203,10 @@ absl::Status LocalRun::SpawnWorkers() {
                                      address_,  "--job",   job_id_,
                                      "--threads", std::to_string(options_.threads), "--quiet"};
     if (shared_memory) args.push_back("--shared-memory");
+    if (!options_.devices.empty()) {
+      args.push_back("--device");
+      args.push_back(options_.devices[(i - 1) % options_.devices.size()]);
+    }
     if (i == count && options_.slow_worker > 1.0) {
       args.push_back("--slowdown");
       args.push_back(absl::StrCat(options_.slow_worker));
@@ -309,10 +317,14 @@ int LocalRun::Run() {
   const v1::TrainingSpec& t = spec_.training();
   std::fprintf(log_,
                "job %s: %d worker process(es) x batch %d, %d epoch(s) (%lld steps), %s lr %g, "
-               "%d BLAS thread(s) per worker; server %s\n",
+               "%d BLAS thread(s) per worker%s; server %s\n",
                job_id_.c_str(), t.workers(), t.batch_size(), t.epochs(),
                static_cast<long long>(job_->total_steps()), spec_.optimizer().type().c_str(),
-               spec_.optimizer().learning_rate(), options_.threads, address_.c_str());
+               spec_.optimizer().learning_rate(), options_.threads,
+               options_.devices.empty()
+                   ? ""
+                   : absl::StrCat(", device ", absl::StrJoin(options_.devices, ",")).c_str(),
+               address_.c_str());
   std::fflush(log_);
   if (absl::Status s = SpawnWorkers(); !s.ok()) {
     job_->Fail(std::string(s.message()));

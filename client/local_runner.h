@@ -8,6 +8,7 @@
 #define PSGRID_CLIENT_LOCAL_RUNNER_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "client/command_util.h"
@@ -23,6 +24,9 @@ struct LocalRunOptions {
   bool shared_memory = true;  // workers exchange tensors through shared memory where they can
   std::string data_dir;       // the server's directory; "" = a temporary one, removed at the end
   std::string worker_binary;  // the psgrid program the workers run; "" = this program
+  // The workers' --device (cpu, cuda, cuda:N, auto), worker i taking devices[i mod size]: one
+  // name for all, or several to mix them in one job. Empty: cpu.
+  std::vector<std::string> devices;
   std::string export_path;    // "" = none; else the final weights as a safetensors file
   OutputFormat output = OutputFormat::kTable;
   absl::Duration worker_exit_grace = absl::Seconds(10);  // after the job ends

@@ -23,7 +23,10 @@ absl::Status InitializeParameters(const std::string& scheme, uint64_t seed, Para
                                        : static_cast<double>(info.fan_in + info.fan_out);
     const float bound = static_cast<float>(std::sqrt(6.0 / fans));
     Rng rng(seed, info.name);
-    for (float& v : value.span()) v = rng.Uniform(-bound, bound);
+    // Drawn on the host; a device arena gets them by one copy per tensor.
+    Tensor host = value.on_device() ? Tensor(info.shape) : Tensor::View(value.data(), info.shape);
+    for (float& v : host.span()) v = rng.Uniform(-bound, bound);
+    if (value.on_device()) value.CopyFrom(host);
   }
   return absl::OkStatus();
 }

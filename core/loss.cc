@@ -28,7 +28,9 @@ class SoftmaxCrossEntropyLoss final : public Loss {
     }
     if (grad != nullptr) grad->Resize(output.shape());
     LossResult result;
-    result.loss = backend.SoftmaxCrossEntropy(rows, cols, output.data(), targets.labels.data(),
+    const int32_t* labels =
+        targets.device_labels != nullptr ? targets.device_labels : targets.labels.data();
+    result.loss = backend.SoftmaxCrossEntropy(rows, cols, output.data(), labels,
                                               grad ? grad->data() : nullptr, &result.correct);
     return result;
   }

@@ -15,8 +15,11 @@ namespace psgrid {
 
 // What a batch is trained towards: class labels (classification) or values (regression).
 struct Targets {
-  std::span<const int32_t> labels;
-  const Tensor* values = nullptr;  // [batch, outputs]; borrowed for the call
+  std::span<const int32_t> labels;  // host memory
+  const Tensor* values = nullptr;   // [batch, outputs], in the backend's memory; borrowed
+  // The same labels in the backend's device memory, when it is not the host (Model copies
+  // them there); the loss checks `labels` and hands the backend these.
+  const int32_t* device_labels = nullptr;
 };
 
 struct LossResult {
@@ -31,7 +34,8 @@ class Loss {
   virtual std::string_view name() const = 0;
   // Whether targets are class labels (else values).
   virtual bool uses_labels() const = 0;
-  // Loss of output [batch, width]; when grad is not null it receives ∂loss/∂output.
+  // Loss of output [batch, width]; when grad is not null it receives ∂loss/∂output. output,
+  // grad and targets.values are in the backend's memory.
   // INVALID_ARGUMENT when the targets do not fit the output (count, label range, shape).
   virtual absl::StatusOr<LossResult> Compute(Backend& backend, const Tensor& output,
                                              const Targets& targets, Tensor* grad) const = 0;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/check.h"
 #include "core/init.h"
 #include "core/status_macros.h"
 
@@ -12,15 +13,9 @@ namespace psgrid {
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
                                                      const Shape& input_shape, int64_t outputs,
                                                      Backend* backend) {
-  if (!backend->is_host()) {
-    // Layers, losses and parameter arenas still hold host memory (core/tensor.h): a device
-    // backend would get host pointers. Refused until tensors can live on the device.
-    return absl::UnimplementedError(absl::StrCat(
-        "backend ", std::string(backend->name()), ": models cannot run on a device backend yet (their "
-        "tensors are host memory); use --backend cpu"));
-  }
   std::unique_ptr<Model> model(new Model());
   model->backend_ = backend;
+  model->memory_ = DeviceOrNull(backend);
   model->input_shape_ = input_shape;
   if (spec.layers().empty())
     return absl::InvalidArgumentError("model.layers: the model has no layers");
@@ -61,10 +56,22 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
         field, ": the model outputs ", NumElements(shape), " values per sample but the data needs ",
         outputs, model->loss_->uses_labels() ? " (one per class)" : " (one per target)"));
   }
-  model->params_.Allocate();
-  for (auto& layer : model->layers_) layer->Bind(&model->params_);
+  // With a device backend every tensor of the model lives on the device: the parameter arenas,
+  // the layers' buffers, the activations and gradients, and the copies of each batch's inputs
+  // and targets.
+  DeviceMemory* const memory = model->memory_;
+  model->params_.Allocate(memory);
+  for (auto& layer : model->layers_) {
+    layer->Bind(&model->params_);
+    if (memory != nullptr) layer->UseMemory(memory);
+  }
   RETURN_IF_ERROR(InitializeParameters(spec.init().scheme(), spec.init().seed(), &model->params_));
   model->activations_.resize(model->layers_.size());
+  for (Tensor& t : model->activations_) t.SetMemory(memory);
+  for (Tensor* t : {&model->loss_grad_, &model->grad_a_, &model->grad_b_, &model->input_,
+                    &model->target_values_, &model->labels_}) {
+    t->SetMemory(memory);
+  }
   model->pool_first_.assign(model->layers_.size(), false);
   for (size_t i = 0; i + 1 < model->layers_.size(); ++i) {
     model->pool_first_[i] = model->layers_[i]->type() == "relu" &&
@@ -75,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
 }
 
 void Model::AdoptParameterArenas(float* values, float* grads) {
+  PSGRID_CHECK(memory_ == nullptr, "AdoptParameterArenas on a device backend");
   params_.AdoptArenas(values, grads);
   for (auto& layer : layers_) layer->Bind(&params_);
 }
@@ -116,15 +124,43 @@ std::string FormatSummary(const ModelSummary& s) {
   return out;
 }
 
-absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) { return ForwardPass(x, false); }
-
-absl::StatusOr<const Tensor*> Model::ForwardPass(const Tensor& x, bool training) {
+absl::Status Model::CheckInput(const Tensor& x) const {
   if (x.rank() != static_cast<int>(input_shape_.size()) + 1 || x.dim(0) < 1 ||
       Shape(x.shape().begin() + 1, x.shape().end()) != input_shape_) {
     return absl::InvalidArgumentError(absl::StrCat("the input has shape ", ShapeToString(x.shape()),
                                                    "; the model expects [batch] + ",
                                                    ShapeToString(input_shape_)));
   }
+  return absl::OkStatus();
+}
+
+const Tensor& Model::InBackendMemory(const Tensor& t, Tensor* staging) {
+  if (t.memory() == memory_) return t;
+  staging->Resize(t.shape());
+  staging->CopyFrom(t);
+  return *staging;
+}
+
+Targets Model::TargetsInBackendMemory(const Targets& targets) {
+  Targets out = targets;
+  if (memory_ == nullptr) return out;
+  if (!targets.labels.empty()) {
+    static_assert(sizeof(int32_t) == sizeof(float), "labels are kept in float cells");
+    labels_.Resize({static_cast<int64_t>(targets.labels.size())});
+    memory_->CopyToDevice(labels_.data(), targets.labels.data(),
+                          targets.labels.size() * sizeof(int32_t));
+    out.device_labels = reinterpret_cast<const int32_t*>(labels_.data());
+  }
+  if (targets.values != nullptr) out.values = &InBackendMemory(*targets.values, &target_values_);
+  return out;
+}
+
+absl::StatusOr<const Tensor*> Model::Forward(const Tensor& x) {
+  RETURN_IF_ERROR(CheckInput(x));
+  return ForwardPass(InBackendMemory(x, &input_), false);
+}
+
+const Tensor* Model::ForwardPass(const Tensor& x, bool training) {
   const Tensor* in = &x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->SetTraining(training);
@@ -143,13 +179,16 @@ absl::StatusOr<const Tensor*> Model::ForwardPass(const Tensor& x, bool training)
 
 absl::StatusOr<LossResult> Model::Evaluate(const Tensor& x, const Targets& targets) {
   ASSIGN_OR_RETURN(const Tensor* out, Forward(x));
-  return loss_->Compute(*backend_, *out, targets, nullptr);
+  return loss_->Compute(*backend_, *out, TargetsInBackendMemory(targets), nullptr);
 }
 
 absl::StatusOr<LossResult> Model::ComputeGradients(
-    const Tensor& x, const Targets& targets, const std::function<void(int64_t)>& on_ready) {
-  ASSIGN_OR_RETURN(const Tensor* out, ForwardPass(x, /*training=*/true));
-  ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out, targets, &loss_grad_));
+    const Tensor& host_x, const Targets& targets, const std::function<void(int64_t)>& on_ready) {
+  RETURN_IF_ERROR(CheckInput(host_x));
+  const Tensor& x = InBackendMemory(host_x, &input_);
+  const Tensor* out = ForwardPass(x, /*training=*/true);
+  ASSIGN_OR_RETURN(LossResult result, loss_->Compute(*backend_, *out,
+                                                     TargetsInBackendMemory(targets), &loss_grad_));
   const Tensor* dy = &loss_grad_;
   const auto other = [this](const Tensor* t) { return t == &grad_a_ ? &grad_b_ : &grad_a_; };
   for (size_t i = layers_.size(); i-- > 0;) {

@@ -8,6 +8,14 @@
 // Parameter names and shapes are those of the equivalent torch.nn.Sequential state dict
 // ("0.weight" [256, 784], "0.bias" [256], ...), stored without transposes. Not thread-safe:
 // one model per training thread. The backend is borrowed and must outlive the model.
+//
+// Device backends. When the backend's memory is not the host (CUDA), every tensor of the model
+// lives on the device: parameters() (values and gradients), the activations, the layers' and
+// the loss's buffers. The inputs and targets that Forward, Evaluate and ComputeGradients take
+// may be host tensors (they are copied to the device first) or already the device's; what the
+// host needs back (loss, correct count) comes back in LossResult. Host code that reads
+// parameters() or Forward's output copies them (Tensor::Read, ToHost, CopyFrom). With the CPU
+// backend every tensor is a plain host tensor, as before.
 #ifndef PSGRID_CORE_MODEL_H_
 #define PSGRID_CORE_MODEL_H_
 
@@ -56,7 +64,7 @@ class Model {
 
   ParameterSet& parameters() { return params_; }
   // Switches the parameter and gradient arenas to caller-owned memory (see
-  // ParameterSet::AdoptArenas) and rebinds the layers to it.
+  // ParameterSet::AdoptArenas) and rebinds the layers to it. Host backends only.
   void AdoptParameterArenas(float* values, float* grads);
   const ParameterSet& parameters() const { return params_; }
   const Loss& loss() const { return *loss_; }
@@ -66,7 +74,8 @@ class Model {
   ModelSummary Summary() const;
 
   // Forward pass of x [batch, input shape...] in evaluation mode (no dropout); the output
-  // [batch, outputs] stays valid until the next call. INVALID_ARGUMENT when x does not have the input shape.
+  // [batch, outputs], in the backend's memory, stays valid until the next call.
+  // INVALID_ARGUMENT when x does not have the input shape.
   absl::StatusOr<const Tensor*> Forward(const Tensor& x);
   // Forward, loss and backward: overwrites parameters().grads() with the gradient of the mean
   // loss over the batch. Backward runs from the last layer to the first; after each layer
@@ -81,10 +90,18 @@ class Model {
 
  private:
   Model() = default;
-  // Forward with the layers in training (dropout on) or evaluation mode.
-  absl::StatusOr<const Tensor*> ForwardPass(const Tensor& x, bool training);
+  // INVALID_ARGUMENT when x is not [batch] + the input shape.
+  absl::Status CheckInput(const Tensor& x) const;
+  // Forward of x (in the backend's memory) with the layers in training (dropout on) or
+  // evaluation mode.
+  const Tensor* ForwardPass(const Tensor& x, bool training);
+  // `t` itself when it is in the backend's memory, else its copy in *staging.
+  const Tensor& InBackendMemory(const Tensor& t, Tensor* staging);
+  // `targets` with its labels and values in the backend's memory (labels_, target_values_).
+  Targets TargetsInBackendMemory(const Targets& targets);
 
   Backend* backend_ = nullptr;
+  DeviceMemory* memory_ = nullptr;  // the backend's, when it is not host memory
   Shape input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> output_shapes_;
@@ -102,6 +119,9 @@ class Model {
   // activations_[i] is the output of layer i; grad_a_/grad_b_ carry ∂L/∂activation backwards.
   std::vector<Tensor> activations_;
   Tensor loss_grad_, grad_a_, grad_b_;
+  // Device backends: the batch's input and targets copied from the host (labels are int32 in
+  // float cells).
+  Tensor input_, target_values_, labels_;
 };
 
 }  // namespace psgrid

@@ -23,14 +23,14 @@ class RuleOptimizer final : public Optimizer {
   enum class Kind { kSgd, kMomentum, kNesterov, kAdagrad, kRmsprop, kAdam, kAdamW };
 
   RuleOptimizer(Kind kind, UpdateRule rule, double lr_decay, v1::ScheduleSpec schedule,
-                int64_t cosine_steps, int64_t n)
+                int64_t cosine_steps, int64_t n, DeviceMemory* memory)
       : kind_(kind),
         base_(rule),
         rule_(rule),
         lr_decay_(lr_decay),
         schedule_(std::move(schedule)),
         cosine_steps_(cosine_steps) {
-    auto add = [&](const char* name) { state_.emplace_back(name, Tensor({n})); };
+    auto add = [&](const char* name) { state_.emplace_back(name, Tensor({n}, memory)); };
     switch (kind) {
       case Kind::kSgd: break;
       case Kind::kMomentum: add("momentum_buffer"); break;
@@ -66,6 +66,8 @@ class RuleOptimizer final : public Optimizer {
     CheckRange(weights, grads, begin, end);
     for (auto& [name, buffer] : state_) {
       PSGRID_CHECK(buffer.size() == weights.size(), "optimizer state and weights differ in size");
+      PSGRID_CHECK(buffer.memory() == weights.memory(),
+                   "optimizer state and weights are in different memories");
     }
     UpdateRule r = rule_;
     r.grad_scale = grad_scale;
@@ -139,7 +141,8 @@ double ScheduleFactor(const v1::ScheduleSpec& s, double base_lr, int64_t cosine_
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
                                                            int64_t num_parameters,
-                                                           int64_t total_steps) {
+                                                           int64_t total_steps,
+                                                           DeviceMemory* memory) {
   using Kind = RuleOptimizer::Kind;
   const std::string& type = spec.type();
   static constexpr std::pair<const char*, Kind> kKinds[] = {
@@ -237,7 +240,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSp
     return Field("schedule.total_steps", "a cosine schedule needs its length");
   }
   return std::make_unique<RuleOptimizer>(kind, rule, spec.lr_decay(), schedule, cosine_steps,
-                                         num_parameters);
+                                         num_parameters, memory);
 }
 
 }  // namespace psgrid

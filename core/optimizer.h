@@ -8,8 +8,8 @@
 //   Backend's kernels); weight_decay where torch has it.
 //
 // Works on a flat parameter arena (ParameterSet::values()). Holds its state (e.g. the momentum
-// buffer)
-// itself, named so that snapshots can save and restore it. Not thread-safe.
+// buffer) itself, named so that snapshots can save and restore it, in the arena's memory (host,
+// or a device's: see CreateOptimizer). Not thread-safe.
 #ifndef PSGRID_CORE_OPTIMIZER_H_
 #define PSGRID_CORE_OPTIMIZER_H_
 
@@ -61,10 +61,12 @@ class Optimizer {
 // `grad_scale` itself when clip_norm is 0.
 float ClippedGradScale(Backend& backend, const Tensor& grads, float grad_scale, double clip_norm);
 
-// `total_steps` (the job's) is the cosine schedule's default length.
+// `total_steps` (the job's) is the cosine schedule's default length. The state buffers are
+// allocated in `memory` (a device backend's, to update device arenas; null: the host).
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const v1::OptimizerSpec& spec,
                                                            int64_t num_parameters,
-                                                           int64_t total_steps = 0);
+                                                           int64_t total_steps = 0,
+                                                           DeviceMemory* memory = nullptr);
 
 // The learning-rate factor of step t (1-based) under `schedule` (see job.proto), with T the
 // cosine length already resolved. Exposed for tests.

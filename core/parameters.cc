@@ -17,27 +17,28 @@ int ParameterSet::Declare(std::string name, Shape shape, ParamKind kind, int64_t
   return static_cast<int>(infos_.size()) - 1;
 }
 
-void ParameterSet::Allocate() {
+void ParameterSet::Allocate(DeviceMemory* memory) {
   PSGRID_CHECK(!allocated_, "Allocate twice");
-  values_ = Tensor({total_});
-  grads_ = Tensor({total_});
+  values_ = Tensor({total_}, memory);
+  grads_ = Tensor({total_}, memory);
   allocated_ = true;
 }
 
 void ParameterSet::AdoptArenas(float* values, float* grads) {
   PSGRID_CHECK(allocated_, "AdoptArenas before Allocate");
+  PSGRID_CHECK(!values_.on_device(), "AdoptArenas of device arenas");
   values_ = Tensor::View(values, {total_});
   if (grads != nullptr) grads_ = Tensor::View(grads, {total_});
 }
 
 Tensor ParameterSet::Value(int index) {
   const ParamInfo& info = infos_[index];
-  return Tensor::View(values_.data() + info.offset, info.shape);
+  return Tensor::View(values_.data() + info.offset, info.shape, values_.memory());
 }
 
 Tensor ParameterSet::Grad(int index) {
   const ParamInfo& info = infos_[index];
-  return Tensor::View(grads_.data() + info.offset, info.shape);
+  return Tensor::View(grads_.data() + info.offset, info.shape, grads_.memory());
 }
 
 int ParameterSet::Find(const std::string& name) const {

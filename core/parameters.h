@@ -7,8 +7,9 @@
 //   Tensor wv = p.Value(w);   // a view into the arena
 //
 // One arena makes the optimizer a single pass over flat arrays and a push or pull one block of
-// bytes. Declaration order is the order of the state dict. Not thread-safe; views borrow the
-// arena and stay valid as long as the ParameterSet lives (it never reallocates after Allocate).
+// bytes. Declaration order is the order of the state dict. The arenas are host memory, or a
+// device's when allocated there (a model on a GPU). Not thread-safe; views borrow the arena and
+// stay valid as long as the ParameterSet lives (it never reallocates after Allocate).
 #ifndef PSGRID_CORE_PARAMETERS_H_
 #define PSGRID_CORE_PARAMETERS_H_
 
@@ -36,13 +37,16 @@ class ParameterSet {
  public:
   // Declares a parameter; returns its index. Only before Allocate().
   int Declare(std::string name, Shape shape, ParamKind kind, int64_t fan_in, int64_t fan_out);
-  // Allocates both arenas, zero-filled.
-  void Allocate();
-  // Switches both arenas to memory the caller owns (total_size() floats each, e.g. shared
+  // Allocates both arenas, zero-filled, in `memory` (a device backend's, which must outlive
+  // this set; null or host memory: the host). Views (Value, Grad) are then in that memory too.
+  void Allocate(DeviceMemory* memory = nullptr);
+  // Switches both arenas to host memory the caller owns (total_size() floats each, e.g. shared
   // memory), taking its contents as they are. Views taken before are invalid afterwards:
   // rebind. The memory must outlive this ParameterSet's use of it. A null `grads` keeps the
-  // gradient arena as it is.
+  // gradient arena as it is. Host arenas only.
   void AdoptArenas(float* values, float* grads);
+  // The arenas' device memory; null when they are host memory.
+  DeviceMemory* memory() const { return values_.memory(); }
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   int64_t total_size() const { return total_; }

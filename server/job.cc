@@ -651,7 +651,7 @@ absl::Status Job::AwaitStepBoundaryLocked(absl::Time deadline) const {
 
 absl::StatusOr<std::vector<SnapshotInfo>> Job::ListSnapshots() const {
   if (snapshotter_ == nullptr) return std::vector<SnapshotInfo>();
-  return snapshotter_->store().List();
+  return snapshotter_->List();
 }
 
 absl::Status Job::VerifySnapshot(const std::string& snapshot_id) const {

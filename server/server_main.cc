@@ -1,8 +1,11 @@
 // psgrid-server: the parameter server, a thin main over JobManager and GrpcServer.
 //
 //   psgrid-server --listen 127.0.0.1:7070 --data-dir /var/lib/psgrid [--worker-timeout 30]
+//                 [--data-listen HOST:PORT | off]
 //
-// Prints "psgrid-server listening on HOST:PORT" once it accepts calls. SIGTERM or SIGINT shut
+// Prints "psgrid-server listening on HOST:PORT" once it accepts calls (and "psgrid-server data
+// plane on HOST:PORT" with the raw-TCP tensor data plane, on by default on an ephemeral port of
+// the --listen host). SIGTERM or SIGINT shut
 // it down gracefully: running jobs are snapshotted (with --data-dir), calls in flight get 5 s,
 // and it exits 0; the jobs are not ended, and the next server on the data directory resumes
 // them while their workers retry.
@@ -73,8 +76,12 @@ int Run(int argc, char** argv) {
   std::string data_dir;
   double worker_timeout_s = 30;
   bool shared_memory = false;
+  std::string data_listen;
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0 picks one)")
       ->capture_default_str();
+  app.add_option("--data-listen", data_listen,
+                 "Where workers push and pull tensors over raw TCP, HOST:PORT (default: the "
+                 "--listen host, port 0 = a free one); 'off': gRPC only");
   app.add_option("--data-dir", data_dir, "Directory for job records (none when empty)");
   app.add_flag("--shared-memory", shared_memory,
                "Offer workers on this machine shared memory for their tensors "
@@ -114,14 +121,25 @@ int Run(int argc, char** argv) {
   const int resumed = manager.ResumeJobs();
   if (resumed > 0) std::fprintf(stderr, "psgrid-server: resumed %d job(s)\n", resumed);
 
+  psgrid::GrpcServerOptions server_options;
+  if (data_listen.empty()) {
+    const size_t colon = listen.rfind(':');
+    server_options.data_listen =
+        absl::StrCat(colon == std::string::npos ? listen : listen.substr(0, colon), ":0");
+  } else if (data_listen != "off") {
+    server_options.data_listen = data_listen;
+  }
   absl::StatusOr<std::unique_ptr<psgrid::GrpcServer>> server =
-      psgrid::GrpcServer::Start(listen, &manager);
+      psgrid::GrpcServer::Start(listen, &manager, server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "psgrid-server: %s\n", server.status().ToString().c_str());
     return 1;
   }
   std::printf("psgrid-server listening on %s\n",
               ListeningAddress(listen, (*server)->port()).c_str());
+  if (!(*server)->data_address().empty()) {
+    std::printf("psgrid-server data plane on %s\n", (*server)->data_address().c_str());
+  }
   std::fflush(stdout);
 
   const int signal_number = WaitForShutdownSignal();

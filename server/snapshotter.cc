@@ -21,6 +21,14 @@ Snapshotter::~Snapshotter() {
   if (last.joinable()) last.join();
 }
 
+absl::StatusOr<std::vector<SnapshotInfo>> Snapshotter::List() const {
+  absl::StatusOr<std::vector<SnapshotInfo>> all = store_.List();
+  if (all.ok() && keep_last_ > 0 && all->size() > static_cast<size_t>(keep_last_)) {
+    all->erase(all->begin(), all->end() - keep_last_);
+  }
+  return all;
+}
+
 bool Snapshotter::Busy() const {
   absl::MutexLock lock(&mu_);
   return busy_;

@@ -30,6 +30,9 @@ class Snapshotter {
   Snapshotter& operator=(const Snapshotter&) = delete;
 
   const SnapshotStore& store() const { return store_; }
+  // The snapshots, oldest first, at most keep_last of them (the newest): between a write
+  // landing and the pruning after it the store holds one more, which is on its way out.
+  absl::StatusOr<std::vector<SnapshotInfo>> List() const;
   bool Busy() const;
   // Starts writing `contents` unless a write is in flight (then returns false).
   bool TryStart(SnapshotContents contents);

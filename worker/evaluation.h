@@ -22,7 +22,8 @@ struct EvalResult {
 // `labels` and `values` for as long as the result is used.
 Targets MakeTargets(const Dataset& data, const std::vector<int32_t>& labels, const Tensor& values);
 
-// Mean loss and accuracy of `model` over all of `data`, in batches of 1000 (zeros when empty).
+// Mean loss and accuracy of `model` over all of `data`, in batches of 1000 (zeros when empty),
+// on the model's backend (a device one included: Model::Evaluate copies each batch there).
 absl::StatusOr<EvalResult> EvaluateDataset(Model& model, const Dataset& data);
 
 }  // namespace psgrid

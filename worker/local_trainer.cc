@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<LocalTrainer>> LocalTrainer::Create(const v1::Job
                                        BatchSampler::StepsPerEpoch(t->data_.train.size(),
                                                                    spec.training().batch_size(),
                                                                    spec.training().workers()),
-                                       spec.training().epochs(), spec.training().max_steps())));
+                                       spec.training().epochs(), spec.training().max_steps()),
+                                   backend));  // its state beside the arena (host or device)
   return t;
 }
 

@@ -45,7 +45,9 @@ struct TrainResult {
 class LocalTrainer {
  public:
   // Loads the data and builds the model and optimizer. Errors name the spec field.
-  // `backend` is borrowed and must outlive the trainer.
+  // `backend` is borrowed and must outlive the trainer. With a device backend (CUDA) the model,
+  // its gradients and the optimizer's state stay on the device; each batch is copied there,
+  // and the losses and counts come back through the backend's results.
   static absl::StatusOr<std::unique_ptr<LocalTrainer>> Create(const v1::JobSpec& spec,
                                                               Backend* backend);
 

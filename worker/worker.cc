@@ -19,6 +19,7 @@
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
 #include "core/model.h"
+#include "core/pinned_buffer.h"
 #include "core/status_macros.h"
 #include "proto/job_spec_codec.h"
 #include "proto/job_state.h"
@@ -171,8 +172,13 @@ class WorkerSession {
   // Each returns the job's state afterwards (RUNNING, or the state that ended it).
   absl::StatusOr<v1::JobState> PushStep(int64_t step, std::span<const int64_t> indices);
   absl::StatusOr<PullResult> PullVersion(int64_t min_version);
-  // Maps the server's shared-memory segments and trains in them (or says why not).
+  // Maps the server's shared-memory segments and trains in them (or says why not: a worker on
+  // a device stays on gRPC).
   void AttachSharedMemory();
+  // The gradient arena the transport sends, and the parameter arena a pull writes into: the
+  // model's own on the host, their host copies on a device.
+  Tensor& GradientsToPush() { return on_device_ ? host_grads_ : model_->parameters().grads(); }
+  Tensor& ValuesToPull() { return on_device_ ? host_values_ : model_->parameters().values(); }
   // After `error` at `step`: the step to go on from when the job was rolled back to it (the
   // worker has then pulled that version), else the error. Bounded by kMaxRewinds in a row.
   absl::StatusOr<int64_t> Rewind(const absl::Status& error, int64_t step, int* rewinds);
@@ -203,6 +209,14 @@ class WorkerSession {
   const WorkerOptions& options_;
   v1::RegisterWorkerResponse reg_;
   std::string prefix_;  // "worker rank 0/2 of job X" for log lines
+
+  // With a device backend (!backend_->is_host()) the model's arenas are device memory; the
+  // transport reads and writes these host copies of them (pinned where the device has it):
+  // each layer's gradient is copied into host_grads_ as soon as backward has produced it, and a
+  // pulled version lands in host_values_, then goes to the device.
+  const bool on_device_ = !backend_->is_host();
+  PinnedBuffer grads_staging_, values_staging_;
+  Tensor host_grads_, host_values_;  // views of the staging buffers
 
   TrainTestData data_;
   std::unique_ptr<Model> model_;
@@ -302,6 +316,14 @@ absl::Status WorkerSession::Run() {
 }
 
 void WorkerSession::AttachSharedMemory() {
+  if (on_device_) {
+    // The server's segment is host memory and the model's arenas are the device's.
+    std::fprintf(stderr,
+                 "%s: no shared memory on device %s (it is for CPU workers); tensors go over "
+                 "the network\n",
+                 prefix_.c_str(), std::string(backend_->name()).c_str());
+    return;
+  }
   const absl::StatusOr<SharedArenas> shm =
       client_->UseSharedMemory(reg_.job_id(), reg_.worker_id(), absl::Now() + options_.rpc_timeout);
   if (!shm.ok()) {
@@ -370,6 +392,14 @@ absl::Status WorkerSession::Prepare() {
   ASSIGN_OR_RETURN(model_, Model::Create(spec.model(), data_.train.sample_shape(),
                                          OutputWidth(data_.train), backend_));
   model_->SetRandomStream(static_cast<uint64_t>(reg_.rank()));  // dropout: own masks per worker
+  if (on_device_) {
+    const int64_t n = model_->parameters().total_size();
+    grads_staging_ = PinnedBuffer(backend_, n);
+    values_staging_ = PinnedBuffer(backend_, n);
+    host_grads_ = grads_staging_.View({n});
+    host_values_ = values_staging_.View({n});
+    model_->parameters().values().Read(0, host_values_.span());
+  }
   sampler_ =
       std::make_unique<BatchSampler>(data_.train.size(), spec.training().batch_size(),
                                      reg_.world_size(), spec.data().shuffle(), spec.data().seed());
@@ -388,9 +418,10 @@ absl::Status WorkerSession::Prepare() {
   if (options_.verbose) {
     std::fprintf(
         stderr,
-        "%s (%s): %lld training and %lld test samples, batch %d, %lld steps "
+        "%s (%s, backend %s): %lld training and %lld test samples, batch %d, %lld steps "
         "(%lld per epoch)\n",
-        prefix_.c_str(), reg_.worker_id().c_str(), static_cast<long long>(data_.train.size()),
+        prefix_.c_str(), reg_.worker_id().c_str(), std::string(backend_->name()).c_str(),
+        static_cast<long long>(data_.train.size()),
         static_cast<long long>(data_.test.size()), spec.training().batch_size(),
         static_cast<long long>(reg_.total_steps()), static_cast<long long>(steps_per_epoch_));
   }
@@ -443,12 +474,21 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
       GatherBatch(train, indices, &x_, &labels_, &targets_);
     }
     prefetched_step_ = -1;
-    // Each layer's gradient goes out as soon as backward has it, when the transport can.
+    // Each layer's gradient goes out as soon as backward has it, when the transport can; on a
+    // device it is first copied to the host, [on_host, total) being there already.
+    const bool parts = client_->TakesGradientParts();
+    int64_t on_host = params.total_size();
+    const auto copy_to_host = [&](int64_t from) {
+      if (from >= on_host) return;
+      params.grads().Read(from, host_grads_.span().subspan(from, on_host - from));
+      on_host = from;
+    };
     std::function<void(int64_t)> on_ready;
-    if (client_->TakesGradientParts()) {
+    if (parts || on_device_) {
       on_ready = [&](int64_t ready_from) {
-        if (ready_from > 0) {
-          client_->PushPart(header, params.infos(), params.grads(), ready_from,
+        if (on_device_) copy_to_host(ready_from);
+        if (parts && ready_from > 0) {
+          client_->PushPart(header, params.infos(), GradientsToPush(), ready_from,
                             absl::Now() + options_.rpc_timeout);
         }
       };
@@ -456,13 +496,14 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
     absl::StatusOr<LossResult> r =
         model_->ComputeGradients(x_, MakeTargets(train, labels_, targets_), on_ready);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
+    if (on_device_) copy_to_host(0);  // what no layer announced (the arena's start)
     header.set_loss_sum(r->loss * static_cast<double>(n));
     header.set_correct(r->correct);
 
     window_samples_ += n;
     window_loss_sum_ += header.loss_sum();
   } else {
-    params.grads().SetZero();  // an empty tail batch: weight 0 in the server's average
+    GradientsToPush().SetZero();  // an empty tail batch: weight 0 in the server's average
   }
   if (options_.slowdown > 1.0) {
     // A slower node: its computing and its sending (the last push's time) take F times as long.
@@ -472,7 +513,7 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
   compute_time_ += exchange_start - compute_start;
   absl::StatusOr<v1::PushGradientsResponse> pushed = WithRetry(
       [&](absl::Time deadline) {
-        return client_->Push(header, params.infos(), params.grads(), deadline);
+        return client_->Push(header, params.infos(), GradientsToPush(), deadline);
       },
       /*waits_for_peers=*/false);
   last_push_time_ = absl::Now() - exchange_start;
@@ -494,9 +535,10 @@ absl::StatusOr<PullResult> WorkerSession::PullVersion(int64_t min_version) {
   absl::StatusOr<PullResult> pulled = WithRetry(
       [&](absl::Time deadline) {
         return client_->Pull(reg_.job_id(), reg_.worker_id(), min_version, params.infos(),
-                             &params.values(), deadline);
+                             &ValuesToPull(), deadline);
       },
       /*waits_for_peers=*/true);
+  if (pulled.ok() && on_device_) params.values().CopyFrom(host_values_);  // host → device
   exchange_time_ += absl::Now() - exchange_start;
   if (pulled.ok()) return pulled;
   ASSIGN_OR_RETURN(v1::JobState state,

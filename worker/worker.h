@@ -9,6 +9,11 @@
 // consistency model allows). Rank 0 also evaluates the test set at every epoch's end and after
 // the last step, and reports it. A heartbeat thread keeps the job aware of the
 // worker. All maths goes through core/. Not thread-safe: one Run() per Worker.
+//
+// Devices. With a device backend (CUDA) the model lives on the device: each pulled version is
+// copied host → device, and each layer's gradient device → host (into pinned memory) as soon as
+// backward has produced it, then sent. Shared memory (options.shared_memory) is for CPU workers
+// only: a device worker says so and goes over the transport's network path.
 #ifndef PSGRID_WORKER_WORKER_H_
 #define PSGRID_WORKER_WORKER_H_
 
@@ -36,7 +41,7 @@ struct WorkerOptions {
 
 class Worker {
  public:
-  // `client` and `backend` are borrowed and must outlive Run().
+  // `client` and `backend` (any: "cpu", a GPU's, a test's) are borrowed and must outlive Run().
   Worker(ParameterClient* client, Backend* backend, WorkerOptions options);
 
   // Runs until the job ends. OK when the job completed or was stopped; an error when the job

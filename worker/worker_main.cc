@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -12,6 +13,7 @@
 #include "core/backend/registry.h"
 #include "core/status_macros.h"
 #include "worker/rpc/grpc_parameter_client.h"
+#include "worker/rpc/tcp_parameter_client.h"
 #include "worker/worker.h"
 
 namespace psgrid {
@@ -27,6 +29,8 @@ struct WorkerMainOptions {
   bool quiet = false;
   bool shared_memory = false;
   double slowdown = 1.0;
+  std::string device = "cpu";
+  std::string transport = "auto";  // of pushes and pulls: grpc | tcp | auto
 };
 
 std::string DefaultServer() {
@@ -36,20 +40,40 @@ std::string DefaultServer() {
 
 absl::Status RunWorker(const WorkerMainOptions& opts) {
   const int threads = SetBlasThreads(opts.threads);
-  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend("cpu"));
+  std::string fallback;
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(opts.device, &fallback));
+  if (!fallback.empty()) {
+    std::fprintf(stderr,
+                 "psgrid-worker: warning: --device auto: no usable GPU (%s); computing on the "
+                 "CPU\n",
+                 fallback.c_str());
+  }
   ASSIGN_OR_RETURN(
       std::unique_ptr<GrpcParameterClient> client,
       GrpcParameterClient::Connect(opts.server, absl::Seconds(opts.connect_timeout_seconds)));
   if (!opts.quiet) {
-    std::fprintf(stderr, "psgrid-worker: connected to %s (%d BLAS thread(s))\n",
-                 opts.server.c_str(), threads);
+    std::fprintf(stderr, "psgrid-worker: connected to %s (device %s, %d BLAS thread(s))\n",
+                 opts.server.c_str(), std::string(backend->name()).c_str(), threads);
   }
   WorkerOptions options;
   options.job_id = opts.job_id;
   options.verbose = !opts.quiet;
   options.shared_memory = opts.shared_memory;
   options.slowdown = opts.slowdown;
-  Worker worker(client.get(), backend.get(), options);
+  // A worker on a device stays off shared memory even with --shared-memory (the worker says
+  // so): the server's segment is host memory.
+  // Pushes and pulls over the server's raw-TCP data plane when it offers one (auto), or
+  // always (tcp); gRPC carries the rest.
+  std::unique_ptr<ParameterClient> transport;
+  if (opts.transport == "grpc") {
+    transport = std::move(client);
+  } else {
+    TcpClientOptions tcp;
+    tcp.required = opts.transport == "tcp";
+    tcp.quiet = opts.quiet;
+    transport = std::make_unique<TcpParameterClient>(std::move(client), tcp);
+  }
+  Worker worker(transport.get(), backend.get(), options);
   return worker.Run();
 }
 
@@ -71,6 +95,15 @@ int RunWorkerMain(int argc, char** argv) {
   app.add_option("--connect-timeout", opts.connect_timeout_seconds,
                  "Seconds to wait for the server to answer")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--device", opts.device,
+                 "Compute device: cpu, cuda (GPU 0), cuda:N, or auto (GPU 0 when usable, else "
+                 "the CPU with a warning)")
+      ->capture_default_str();
+  app.add_option("--transport", opts.transport,
+                 "How gradients and parameters travel without shared memory: tcp (the "
+                 "server's raw-TCP data plane), grpc, or auto (tcp when the server offers it)")
+      ->check(CLI::IsMember({"grpc", "tcp", "auto"}))
       ->capture_default_str();
   app.add_flag("--quiet", opts.quiet, "No progress lines on stderr");
   app.add_flag("--shared-memory", opts.shared_memory,

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/device_memory.h"
+
 namespace psgrid {
 
 enum class Trans { kNo, kYes };
@@ -38,9 +40,9 @@ struct Conv2dShape {
   bool operator==(const Conv2dShape&) const = default;
 };
 
-class Backend {
+class Backend : public DeviceMemory {
  public:
-  virtual ~Backend() = default;
+  ~Backend() override = default;
 
   virtual std::string_view name() const = 0;
 
@@ -192,8 +194,7 @@ class Backend {
   // time-major. src and dst must not overlap.
   virtual void SwapLeadingDims(int64_t d0, int64_t d1, int64_t inner, const float* src,
                                float* dst) = 0;
-  // y[0, n) = 0.
-  virtual void FillZeros(int64_t n, float* y) = 0;
+  // FillZeros(n, y), y[0, n) = 0, is DeviceMemory's.
   // One LSTM step for `batch` rows of `hidden` units, gates in torch's order i, f, g, o.
   // gates [batch, 4·hidden]: in, the pre-activations x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh;
   // out, the activations σ(i), σ(f), tanh(g), σ(o). c_prev [batch, hidden], null for zeros.
@@ -231,34 +232,14 @@ class Backend {
   // ---- end of recurrent cells and embeddings ------------------------------------------------
 
   // ---- Memory -------------------------------------------------------------------------------
-  // The buffers that the operations above take belong to the backend's device. A caller that
-  // holds its data on the host allocates them here and copies through CopyToDevice and
-  // CopyToHost; where is_host() is true (the CPU backend) device memory is host memory, the
-  // copies are memcpy, and host pointers may be passed to the operations directly.
+  // The buffers that the operations above take belong to the backend's device: see DeviceMemory
+  // (core/device_memory.h) for is_host, AllocateBytes/AllocateFloats, Free, CopyToDevice,
+  // CopyToHost, CopyOnDevice, FillZeros, Synchronize and the pinned host buffers. Where is_host()
+  // is true (the CPU backend) host pointers may be passed to the operations directly.
   //
   // The operations of one backend run in the order they are called. Those that return a value
   // to the host (the losses, SquaredNorm, AllFinite, the update kernels, EmbeddingForward) wait
   // for their result; the others may still be running on the device when they return.
-
-  // true when the backend's memory is host memory (the CPU backend).
-  virtual bool is_host() const = 0;
-  // `bytes` of device memory, aligned to 64 bytes at least, contents undefined. Null when bytes
-  // is 0 or the device has not that much memory left.
-  virtual void* AllocateBytes(size_t bytes) = 0;
-  // n floats of device memory (AllocateBytes of n·4 bytes).
-  float* AllocateFloats(int64_t n) {
-    return static_cast<float*>(AllocateBytes(static_cast<size_t>(n) * sizeof(float)));
-  }
-  // Frees what AllocateBytes returned (null: nothing), after the work queued on it is done.
-  virtual void Free(void* p) = 0;
-  // Copies `bytes` from host memory src to device memory dst, after the operations called
-  // before it. On return src may be reused; the operations called after it see the data.
-  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
-  // Copies `bytes` from device memory src to host memory dst once the operations called
-  // before it are done; on return dst holds the data.
-  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
-  // Returns when every operation called so far has finished (CPU: at once).
-  virtual void Synchronize() = 0;
   // ---- end of memory ------------------------------------------------------------------------
 };
 

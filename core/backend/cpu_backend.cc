@@ -402,6 +402,10 @@ void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
   if (bytes != 0) std::memcpy(dst, src, bytes);
 }
 
+void CpuBackend::CopyOnDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
+}
+
 int SetBlasThreads(int n) {
   if (n > 0) openblas_set_num_threads(n);
   return openblas_get_num_threads();

@@ -113,6 +113,7 @@ class CpuBackend final : public Backend {
   void Free(void* p) override;
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
   void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyOnDevice(void* dst, const void* src, size_t bytes) override;
   void Synchronize() override {}
   // ---- end of memory ----
 

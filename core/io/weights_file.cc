@@ -1,6 +1,5 @@
 #include "core/io/weights_file.h"
 
-#include <cstring>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -42,8 +41,8 @@ absl::Status LoadWeights(const std::vector<std::pair<std::string, Tensor>>& tens
     }
   }
   for (const ParamInfo& info : params->infos()) {
-    std::memcpy(params->values().data() + info.offset, by_name.at(info.name)->data(),
-                info.size * sizeof(float));
+    // Host or device arena alike.
+    params->values().Write(info.offset, by_name.at(info.name)->span());
   }
   return absl::OkStatus();
 }

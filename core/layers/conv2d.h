@@ -23,6 +23,7 @@ class Conv2dLayer final : public Layer {
   absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                               ParameterSet* params) override;
   void Bind(ParameterSet* params) override;
+  void UseMemory(DeviceMemory* memory) override { workspace_.SetMemory(memory); }
   // Backend::Conv2dForward and Conv2dBackward over the whole batch.
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   void Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,

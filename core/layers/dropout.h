@@ -24,6 +24,7 @@ class DropoutLayer final : public Layer {
                               ParameterSet* params) override;
   void SetTraining(bool training) override { training_ = training; }
   void SetRandomStream(uint64_t stream) override { stream_ = stream; }
+  void UseMemory(DeviceMemory* memory) override { mask_.SetMemory(memory); }
   // Training: draws the mask of pass passes(), then counts the pass.
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   // Uses the mask of the last Forward (dy passes through unchanged after an evaluation pass).

@@ -2,8 +2,10 @@
 //
 // Lifecycle: Build() checks the input shape, declares parameters and returns the output shape;
 // after the ParameterSet is allocated, Bind() takes views of the layer's parameters; then
-// Forward()/Backward() run for each batch. Shapes passed to Build() are per sample (no batch
-// dimension); tensors passed to Forward()/Backward() carry the batch as their first dimension.
+// Forward()/Backward() run for each batch. With a device backend, UseMemory() places the
+// layer's buffers on the device before the first pass, and the tensors passed in are there too.
+// Shapes passed to Build() are per sample (no batch dimension); tensors passed to
+// Forward()/Backward() carry the batch as their first dimension.
 // All arithmetic goes through the Backend. Not thread-safe.
 #ifndef PSGRID_CORE_LAYERS_LAYER_H_
 #define PSGRID_CORE_LAYERS_LAYER_H_
@@ -31,6 +33,11 @@ class Layer {
   virtual absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                                       ParameterSet* params) = 0;
   virtual void Bind(ParameterSet* params) {}
+  // Places the layer's own buffers (workspaces, masks, recurrent state; not its parameters,
+  // which are views into the ParameterSet) in `memory`: a device backend's, so that Forward and
+  // Backward hand the backend device pointers only. Model::Create calls it, before the first
+  // pass, when its backend is not the host; the default (host buffers) does nothing.
+  virtual void UseMemory(DeviceMemory* memory) {}
   // Training (ComputeGradients) or evaluation (Forward, Evaluate): dropout is on only while
   // training. Called before each pass.
   virtual void SetTraining(bool training) {}

@@ -23,6 +23,7 @@ class Pool2dLayer final : public Layer {
   std::string_view type() const override;
   absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                               ParameterSet* params) override;
+  void UseMemory(DeviceMemory* memory) override { argmax_.SetMemory(memory); }
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   void Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,
                 Tensor* dx) override;

@@ -66,6 +66,13 @@ void RecurrentLayer::Bind(ParameterSet* params) {
   b_hh_grad_ = params->Grad(b_hh_index_);
 }
 
+void RecurrentLayer::UseMemory(DeviceMemory* memory) {
+  for (Tensor* t : {&xt_, &gates_, &hproj_, &h_, &c_, &tanh_c_, &bias_sum_, &dh_, &dgates_,
+                    &dhproj_, &dc_[0], &dc_[1], &dxt_, &dbias_, &refresh_}) {
+    t->SetMemory(memory);
+  }
+}
+
 void RecurrentLayer::Forward(Backend& backend, const Tensor& x, Tensor* y) {
   const int64_t b = x.dim(0), t_steps = steps_, h = opt_.units, gh = gates() * h;
   const int64_t bh = b * h, bgh = b * gh;

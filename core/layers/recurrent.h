@@ -62,6 +62,7 @@ class RecurrentLayer final : public Layer {
   absl::StatusOr<Shape> Build(const Shape& input, const std::string& prefix,
                               ParameterSet* params) override;
   void Bind(ParameterSet* params) override;
+  void UseMemory(DeviceMemory* memory) override;
   void Forward(Backend& backend, const Tensor& x, Tensor* y) override;
   void Backward(Backend& backend, const Tensor& x, const Tensor& y, const Tensor& dy,
                 Tensor* dx) override;

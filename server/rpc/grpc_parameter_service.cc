@@ -14,7 +14,9 @@
 #include "core/tensor.h"
 #include "core/tensor_codec.h"
 #include "proto/grpc_status.h"
+#include "server/parameter_ops.h"
 #include "server/rpc/call_deadline.h"
+#include "server/rpc/data_plane_server.h"
 
 namespace psgrid {
 namespace {
@@ -40,25 +42,10 @@ class ActiveDoorbell {
 constexpr absl::Duration kRegisterWaitLimit = absl::Seconds(30);
 constexpr absl::Duration kDefaultPullWait = absl::Seconds(60);
 
-// Elements of the job's parameter arena: its tensors at their layout offsets plus the
-// alignment padding the ParameterSet leaves after each, which the layout does not show. The
-// published parameters always exist and have exactly that size.
-// The domain's view of a push: the header's fields and the gradient arena (borrowed).
-GradientPush PushOf(const v1::PushHeader& header, const Tensor* gradients) {
-  GradientPush push;
-  push.worker_id = header.worker_id();
-  push.step = header.step();
-  push.clock = header.clock();
-  push.sample_count = header.sample_count();
-  push.loss_sum = header.loss_sum();
-  push.correct = header.correct();
-  push.gradients = gradients;
-  return push;
-}
-
 }  // namespace
 
-GrpcParameterService::GrpcParameterService(JobManager* manager) : manager_(manager) {}
+GrpcParameterService::GrpcParameterService(JobManager* manager, DataPlaneServer* data_plane)
+    : manager_(manager), data_plane_(data_plane) {}
 
 void GrpcParameterService::BeginShutdown() { shutting_down_.store(true); }
 
@@ -102,6 +89,11 @@ grpc::Status GrpcParameterService::RegisterWorker(grpc::ServerContext* context,
         response->set_world_size(assignment->world_size);
         *response->mutable_spec() = (*job)->spec();
         response->set_total_steps(assignment->total_steps);
+        if (data_plane_ != nullptr) {
+          response->set_data_address(data_plane_->address());
+          response->set_data_token(
+              data_plane_->IssueToken((*job)->id(), assignment->worker_id));
+        }
         return grpc::Status::OK;
       }
       // FAILED_PRECONDITION: another worker took the last place (or the job ended) between
@@ -192,22 +184,11 @@ grpc::Status GrpcParameterService::PullParameters(
   Job& job = **found;
 
   const absl::Time deadline = CallDeadline(context, kDefaultPullWait);
-  absl::StatusOr<ParameterSnapshot> snapshot;
-  while (true) {
-    // A version that cannot come (the job was rolled back past this worker) is refused at once.
-    if (absl::Status s = job.CheckPull(request->worker_id(), request->min_version()); !s.ok()) {
-      return ToGrpcStatus(s);
-    }
-    snapshot =
-        job.WaitForVersion(request->min_version(), std::min(deadline, absl::Now() + kWaitSlice),
-                           /*with_values=*/!request->shared_memory());
-    if (snapshot.ok()) break;
-    if (snapshot.status().code() != absl::StatusCode::kDeadlineExceeded ||
-        absl::Now() >= deadline) {
-      return ToGrpcStatus(snapshot.status());
-    }
-    if (grpc::Status stop = ShouldStopWaiting(context); !stop.ok()) return stop;
-  }
+  absl::StatusOr<ParameterSnapshot> snapshot =
+      AwaitPull(job, request->worker_id(), request->min_version(), deadline,
+                /*with_values=*/!request->shared_memory(),
+                [&] { return FromGrpcStatus(ShouldStopWaiting(context)); });
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
 
   v1::PullParametersResponse head;
   head.set_version(snapshot->version);

@@ -15,9 +15,12 @@
 
 namespace psgrid {
 
+class DataPlaneServer;
+
 class GrpcParameterService final : public v1::Parameters::Service {
  public:
-  explicit GrpcParameterService(JobManager* manager);
+  // `data_plane` (borrowed, may be null: none) is offered to registering workers.
+  explicit GrpcParameterService(JobManager* manager, DataPlaneServer* data_plane = nullptr);
 
   // Makes waiting RegisterWorker and PullParameters calls return (UNAVAILABLE) within about a
   // second, so that the server's shutdown does not wait for them.
@@ -54,6 +57,7 @@ class GrpcParameterService final : public v1::Parameters::Service {
   grpc::Status ShouldStopWaiting(grpc::ServerContext* context) const;
 
   JobManager* const manager_;
+  DataPlaneServer* const data_plane_;
   std::atomic<bool> shutting_down_{false};
   // Step streams serving a worker's doorbell now: they poll for gradient parts only while
   // there are cores for it (two busy threads per shared-memory worker: it and its stream).

@@ -11,6 +11,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/rpc/data_plane_server.h"
 #include "server/rpc/grpc_control_service.h"
 #include "server/rpc/grpc_parameter_service.h"
 
@@ -20,10 +21,14 @@ namespace {
 // Parameter streams carry at most a few MiB per message; this leaves room for the rest.
 constexpr int kMaxReceiveMessageBytes = 16 << 20;
 
-// Owns the gRPC server and both services (declared first, so they outlive the server).
+// Owns the data plane, the gRPC server and both services (declared first, so they outlive the
+// server).
 class GrpcServerImpl final : public GrpcServer {
  public:
-  explicit GrpcServerImpl(JobManager* manager) : control_(manager), parameters_(manager) {}
+  GrpcServerImpl(JobManager* manager, std::unique_ptr<DataPlaneServer> data_plane)
+      : data_plane_(std::move(data_plane)),
+        control_(manager),
+        parameters_(manager, data_plane_.get()) {}
   ~GrpcServerImpl() override { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Start(const std::string& address) {
@@ -47,6 +52,9 @@ class GrpcServerImpl final : public GrpcServer {
   }
 
   int port() const override { return port_; }
+  std::string data_address() const override {
+    return data_plane_ == nullptr ? std::string() : data_plane_->address();
+  }
 
   void Shutdown(absl::Duration grace) override {
     {
@@ -57,6 +65,7 @@ class GrpcServerImpl final : public GrpcServer {
     control_.BeginShutdown();
     parameters_.BeginShutdown();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    if (data_plane_ != nullptr) data_plane_->Shutdown();
   }
 
   void Wait() override {
@@ -64,6 +73,7 @@ class GrpcServerImpl final : public GrpcServer {
   }
 
  private:
+  std::unique_ptr<DataPlaneServer> data_plane_;  // null without one
   GrpcControlService control_;
   GrpcParameterService parameters_;
   std::unique_ptr<grpc::Server> server_;  // set once by Start
@@ -75,8 +85,13 @@ class GrpcServerImpl final : public GrpcServer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const std::string& address,
-                                                              JobManager* manager) {
-  auto server = std::make_unique<GrpcServerImpl>(manager);
+                                                              JobManager* manager,
+                                                              const GrpcServerOptions& options) {
+  std::unique_ptr<DataPlaneServer> data_plane;
+  if (!options.data_listen.empty()) {
+    ASSIGN_OR_RETURN(data_plane, DataPlaneServer::Start(options.data_listen, manager));
+  }
+  auto server = std::make_unique<GrpcServerImpl>(manager, std::move(data_plane));
   RETURN_IF_ERROR(server->Start(address));
   return std::unique_ptr<GrpcServer>(std::move(server));
 }

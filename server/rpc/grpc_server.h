@@ -5,6 +5,9 @@
 //   ...
 //   server->Shutdown(absl::Seconds(5));
 //
+// With GrpcServerOptions::data_listen it also runs the raw-TCP tensor data plane
+// (server/rpc/data_plane_server.h) and offers it to every worker that registers.
+//
 // The services are thin: they translate requests, call the JobManager/Job, and translate the
 // answers (absl::Status → grpc::Status in one place, grpc_status.h). Thread-safe. The manager
 // is borrowed and must outlive the server.
@@ -20,15 +23,23 @@
 
 namespace psgrid {
 
+struct GrpcServerOptions {
+  // Where the data plane listens (host:port; port 0 picks one); empty = no data plane.
+  std::string data_listen;
+};
+
 class GrpcServer {
  public:
-  // Binds `address` (host:port; port 0 picks a free one). UNAVAILABLE naming the address when
-  // it cannot be bound.
+  // Binds `address` (host:port; port 0 picks a free one), and the data plane's address when
+  // asked for. UNAVAILABLE naming the address when one cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const std::string& address,
-                                                           JobManager* manager);
+                                                           JobManager* manager,
+                                                           const GrpcServerOptions& options = {});
   virtual ~GrpcServer() = default;
 
   virtual int port() const = 0;
+  // The data plane's "host:port"; empty without one.
+  virtual std::string data_address() const = 0;
   // Stops accepting calls; calls still running get until `grace` to finish.
   virtual void Shutdown(absl::Duration grace) = 0;
   // Blocks until Shutdown() has completed.

@@ -92,6 +92,7 @@ CudaBackend::~CudaBackend() {
     if (stage_done_[k] != nullptr) cudaEventDestroy(stage_done_[k]);
     if (stage_[k] != nullptr) cudaFreeHost(stage_[k]);
   }
+  for (const auto& [p, bytes] : pinned_) cudaFreeHost(const_cast<char*>(p));
   if (scratch_ != nullptr) cudaFree(scratch_);
   if (result_device_ != nullptr) cudaFree(result_device_);
   if (result_host_ != nullptr) cudaFreeHost(result_host_);
@@ -195,11 +196,11 @@ void CudaBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
 }
 
 // Device to host: chunk c+1 is copied by DMA into one stage while the host copies chunk c out of
-// the other.
+// the other. Into a pinned buffer of this backend's: one DMA straight there.
 void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   Activate();
-  if (!EnsureStaging()) {
+  if (IsPinned(dst, bytes) || !EnsureStaging()) {
     PSGRID_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     PSGRID_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return;
@@ -227,6 +228,42 @@ void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
     std::memcpy(out + offset, stage_[k], std::min(kStageBytes, bytes - offset));
   }
   next_stage_ = stage_of(chunks);
+}
+
+void CudaBackend::CopyOnDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  Activate();
+  PSGRID_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void* CudaBackend::AllocatePinnedHost(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  Activate();
+  void* p = nullptr;
+  if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  pinned_[static_cast<const char*>(p)] = bytes;
+  return p;  // page-aligned
+}
+
+void CudaBackend::FreePinnedHost(void* p) {
+  if (p == nullptr) return;
+  const auto it = pinned_.find(static_cast<const char*>(p));
+  PSGRID_CHECK(it != pinned_.end(),
+               "FreePinnedHost of a pointer that AllocatePinnedHost did not return");
+  pinned_.erase(it);
+  Activate();
+  PSGRID_CUDA_CHECK(cudaFreeHost(p));
+}
+
+bool CudaBackend::IsPinned(const void* p, size_t bytes) const {
+  const char* begin = static_cast<const char*>(p);
+  auto it = pinned_.upper_bound(begin);
+  if (it == pinned_.begin()) return false;
+  --it;
+  return begin >= it->first && begin + bytes <= it->first + it->second;
 }
 
 void CudaBackend::Synchronize() {

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -131,7 +132,12 @@ class CudaBackend final : public Backend {
   void Free(void* p) override;
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
   void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyOnDevice(void* dst, const void* src, size_t bytes) override;
   void Synchronize() override;
+  // Page-locked host memory (cudaMallocHost). CopyToHost into it is one DMA, without the
+  // staging buffers.
+  void* AllocatePinnedHost(size_t bytes) override;
+  void FreePinnedHost(void* p) override;
 
   // What the reducing kernels hand back to the host: one of these lives in device memory and
   // one in pinned host memory.
@@ -161,6 +167,8 @@ class CudaBackend final : public Backend {
   // The pinned staging buffers of the host copies, allocated on first use. False when the
   // allocation failed (the copies then go straight from pageable memory).
   bool EnsureStaging();
+  // Whether [p, p + bytes) lies in one AllocatePinnedHost buffer of this backend.
+  bool IsPinned(const void* p, size_t bytes) const;
 
   const int device_;
   const std::string name_;
@@ -178,6 +186,8 @@ class CudaBackend final : public Backend {
   void* stage_[kStages] = {};
   CUevent_st* stage_done_[kStages] = {};
   int next_stage_ = 0;  // the stage a copy uses first
+  // The AllocatePinnedHost buffers: start → bytes.
+  std::map<const char*, size_t> pinned_;
 };
 
 }  // namespace psgrid
