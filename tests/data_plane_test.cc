@@ -352,31 +352,70 @@ class FakeRegistrar final : public v1::Parameters::Service {
   std::string data_address_;
 };
 
+// A FakeRegistrar offering the data plane at 127.0.0.1:`data_port`, served over gRPC on a
+// loopback port, and the layout of a job with one parameter "w" of 4 floats.
+class RegistrarServer {
+ public:
+  explicit RegistrarServer(int data_port)
+      : registrar_("127.0.0.1:" + std::to_string(data_port)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&registrar_);
+    server_ = builder.BuildAndStart();
+  }
+  ~RegistrarServer() {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    }
+  }
+  bool started() const { return server_ != nullptr; }
+  // A TcpParameterClient over a gRPC client connected to this server.
+  std::unique_ptr<TcpParameterClient> Client(const TcpClientOptions& options) const {
+    auto grpc_client = GrpcParameterClient::Connect("127.0.0.1:" + std::to_string(port_), kIo);
+    EXPECT_OK(grpc_client);
+    if (!grpc_client.ok()) return nullptr;
+    return std::make_unique<TcpParameterClient>(std::move(*grpc_client), options);
+  }
+  static std::vector<ParamInfo> Layout() {
+    ParamInfo info;
+    info.name = "w";
+    info.shape = {4};
+    info.offset = 0;
+    info.size = 4;
+    return {info};
+  }
+
+ private:
+  FakeRegistrar registrar_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TcpClientOptions Required() {
+  TcpClientOptions options;
+  options.required = true;
+  return options;
+}
+
+TcpClientOptions Quiet() {
+  TcpClientOptions options;
+  options.quiet = true;
+  return options;
+}
+
 TEST(DataPlaneClient, SilentServerGivesDeadlineExceededInTime) {
   int port = 0;
   auto listener = ListenTcp("127.0.0.1:0", &port);  // accepts (in the backlog), never answers
   ASSERT_OK(listener);
-  FakeRegistrar registrar("127.0.0.1:" + std::to_string(port));
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &grpc_port);
-  builder.RegisterService(&registrar);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  ASSERT_NE(grpc_server, nullptr);
-  auto grpc_client = GrpcParameterClient::Connect("127.0.0.1:" + std::to_string(grpc_port), kIo);
-  ASSERT_OK(grpc_client);
-  TcpClientOptions options;
-  options.required = true;
-  TcpParameterClient client(std::move(*grpc_client), options);
+  RegistrarServer registrar(port);
+  ASSERT_TRUE(registrar.started());
+  std::unique_ptr<TcpParameterClient> client_ptr = registrar.Client(Required());
+  ASSERT_NE(client_ptr, nullptr);
+  TcpParameterClient& client = *client_ptr;
   ASSERT_OK(client.Register("", "w", absl::Now() + kIo));
   EXPECT_TRUE(client.data_plane_active());
 
-  ParamInfo info;
-  info.name = "w";
-  info.shape = {4};
-  info.offset = 0;
-  info.size = 4;
-  const std::vector<ParamInfo> layout = {info};
+  const std::vector<ParamInfo> layout = RegistrarServer::Layout();
   Tensor values({4});
   absl::Time start = absl::Now();
   EXPECT_STATUS(client.Pull("job-1", "w1", 1, layout, &values, start + absl::Milliseconds(300))
@@ -397,7 +436,6 @@ TEST(DataPlaneClient, SilentServerGivesDeadlineExceededInTime) {
             absl::StatusCode::kDeadlineExceeded);
   took = absl::Now() - start;
   EXPECT_LT(took, absl::Seconds(2));
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   close(*listener);
 }
 
@@ -406,31 +444,18 @@ TEST(DataPlaneClient, FallsBackToGrpcWhenThePlaneIsUnreachable) {
   auto listener = ListenTcp("127.0.0.1:0", &port);
   ASSERT_OK(listener);
   close(*listener);  // nobody listens there now
-  FakeRegistrar registrar("127.0.0.1:" + std::to_string(port));
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &grpc_port);
-  builder.RegisterService(&registrar);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  ASSERT_NE(grpc_server, nullptr);
-  const std::string address = "127.0.0.1:" + std::to_string(grpc_port);
+  RegistrarServer registrar(port);
+  ASSERT_TRUE(registrar.started());
   {
-    auto grpc_client = GrpcParameterClient::Connect(address, kIo);
-    ASSERT_OK(grpc_client);
-    TcpClientOptions options;
-    options.quiet = true;
-    TcpParameterClient client(std::move(*grpc_client), options);
-    ASSERT_OK(client.Register("", "w", absl::Now() + kIo));
-    EXPECT_FALSE(client.data_plane_active());
+    std::unique_ptr<TcpParameterClient> client = registrar.Client(Quiet());
+    ASSERT_NE(client, nullptr);
+    ASSERT_OK(client->Register("", "w", absl::Now() + kIo));
+    EXPECT_FALSE(client->data_plane_active());
   }
-  auto grpc_client = GrpcParameterClient::Connect(address, kIo);
-  ASSERT_OK(grpc_client);
-  TcpClientOptions required;
-  required.required = true;
-  TcpParameterClient client(std::move(*grpc_client), required);
-  EXPECT_STATUS(client.Register("", "w", absl::Now() + kIo).status(),
+  std::unique_ptr<TcpParameterClient> client = registrar.Client(Required());
+  ASSERT_NE(client, nullptr);
+  EXPECT_STATUS(client->Register("", "w", absl::Now() + kIo).status(),
                 absl::StatusCode::kFailedPrecondition, "cannot reach the data plane");
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
 
 TEST(DataPlaneClient, FallsBackToGrpcWhenTheServerNoLongerKnowsTheWorker) {
@@ -453,32 +478,19 @@ TEST(DataPlaneClient, FallsBackToGrpcWhenTheServerNoLongerKnowsTheWorker) {
     }
     close(conn);
   });
-  FakeRegistrar registrar("127.0.0.1:" + std::to_string(port));
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &grpc_port);
-  builder.RegisterService(&registrar);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  ASSERT_NE(grpc_server, nullptr);
-  auto grpc_client = GrpcParameterClient::Connect("127.0.0.1:" + std::to_string(grpc_port), kIo);
-  ASSERT_OK(grpc_client);
-  TcpClientOptions options;
-  options.quiet = true;
-  TcpParameterClient client(std::move(*grpc_client), options);
-  ASSERT_OK(client.Register("", "w", absl::Now() + kIo));
-  EXPECT_TRUE(client.data_plane_active());
-  ParamInfo info;
-  info.name = "w";
-  info.shape = {4};
-  info.offset = 0;
-  info.size = 4;
+  RegistrarServer registrar(port);
+  ASSERT_TRUE(registrar.started());
+  std::unique_ptr<TcpParameterClient> client = registrar.Client(Quiet());
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK(client->Register("", "w", absl::Now() + kIo));
+  EXPECT_TRUE(client->data_plane_active());
   Tensor values({4});
-  auto pulled = client.Pull("job-1", "w1", 1, {info}, &values, absl::Now() + kIo);
+  auto pulled =
+      client->Pull("job-1", "w1", 1, RegistrarServer::Layout(), &values, absl::Now() + kIo);
   ASSERT_OK(pulled);
   EXPECT_EQ(pulled->version, 5);  // from the gRPC pull
-  EXPECT_FALSE(client.data_plane_active());
+  EXPECT_FALSE(client->data_plane_active());
   plane.join();
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   close(*listener);
 }
 
@@ -501,9 +513,7 @@ Tensor Train(const v1::JobSpec& spec, bool tcp) {
       std::unique_ptr<ParameterClient> client;
       TcpParameterClient* tcp_client = nullptr;
       if (tcp) {
-        TcpClientOptions options;
-        options.required = true;
-        auto c = std::make_unique<TcpParameterClient>(std::move(*grpc_client), options);
+        auto c = std::make_unique<TcpParameterClient>(std::move(*grpc_client), Required());
         tcp_client = c.get();
         client = std::move(c);
       } else {
