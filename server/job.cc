@@ -91,7 +91,7 @@ absl::StatusOr<std::unique_ptr<Job>> Job::Create(std::string id, const v1::JobSp
   job->arena_size_ = params.total_size();
   job->gradient_sum_ = Tensor({params.total_size()});
   job->covered_from_ = job->applied_from_ = job->arena_size_;
-  job->published_ = std::make_shared<const Tensor>(params.values());
+  job->published_ = std::make_shared<Tensor>(params.values());
   job->published_version_ = 0;
   job->ahead_.resize(job->staleness_);  // their sums are allocated when first used
   return job;
@@ -230,7 +230,16 @@ absl::StatusOr<ParameterSnapshot> Job::WaitForVersion(int64_t min_version, absl:
   // never need one, and every puller of a version shares the same copy.
   if (!with_values) return ParameterSnapshot{version_, state_, nullptr};
   if (published_version_ != version_) {
-    published_ = std::make_shared<const Tensor>(model_->parameters().values());
+    const Tensor& values = model_->parameters().values();
+    // Copies are handed out under mu_ only, so with a use count of 1 no puller holds the last
+    // copy (each pull of a version ends before the next version exists in sync): rewrite it in
+    // place, without a fresh allocation and its page faults. Otherwise a new one.
+    if (published_ != nullptr && published_.use_count() == 1 &&
+        published_->size() == values.size()) {
+      published_->CopyFrom(values);
+    } else {
+      published_ = std::make_shared<Tensor>(values);
+    }
     published_version_ = version_;
   }
   return ParameterSnapshot{version_, state_, published_};

@@ -322,7 +322,7 @@ class Job {
   int64_t applied_from_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t samples_this_step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_sum_this_step_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<const Tensor> published_ ABSL_GUARDED_BY(mu_);         // a copy of version...
+  std::shared_ptr<Tensor> published_ ABSL_GUARDED_BY(mu_);         // a copy of version...
   int64_t published_version_ ABSL_GUARDED_BY(mu_) = -1;                  // ...this one
   // The job's parameters themselves once a worker opened shared memory (the model adopts it).
   std::unique_ptr<SharedRegion> parameter_region_ ABSL_GUARDED_BY(mu_);
