@@ -75,8 +75,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const v1::ModelSpec& spec,
   model->pool_first_.assign(model->layers_.size(), false);
   for (size_t i = 0; i + 1 < model->layers_.size(); ++i) {
     model->pool_first_[i] = model->layers_[i]->type() == "relu" &&
-                            model->layers_[i + 1]->type() == "maxpool2d" &&
-                            (i == 0 || !model->pool_first_[i - 1]);
+                            model->layers_[i + 1]->type() == "maxpool2d";
   }
   return model;
 }
