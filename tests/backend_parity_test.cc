@@ -611,6 +611,14 @@ TEST_P(BackendParityTest, Conv2d) {
        .kernel = 1,
        .stride = 2,
        .padding = 1},
+      // Columns over 2^25 floats: the CUDA backend takes the batch in two chunks (56 + 4).
+      {.batch = 60,
+       .channels = 64,
+       .height = 32,
+       .width = 32,
+       .filters = 4,
+       .kernel = 3,
+       .padding = 1},
   };
   for (const Conv2dShape& s : shapes) {
     for (bool with_bias : {false, true}) {

@@ -18,6 +18,12 @@ step; samples/s is the total over the processes divided by the slowest one's tra
 at the next epoch's barrier) and reports it with the wall time since training began, those
 evaluations included (as psgrid's job time includes rank 0's); samples/s is unchanged.
 --stop-at ACC (with --curve) ends training after the first epoch at or above that accuracy.
+
+--device cuda trains on the GPU (bench/gpu_vs_torch.py): model and optimizer state on the device,
+each batch gathered on the host and copied in, as psgrid's GPU worker does; float32 throughout
+(TF32 off for cuBLAS and cuDNN, psgrid computes in float32). Timings wait for the device
+(torch.cuda.synchronize) at the end of each epoch. The JSON line also has each epoch's own
+samples/s (epoch_samples_per_s): the first epoch's holds the CUDA and cuDNN set-up.
 """
 import argparse
 import gzip
@@ -48,25 +54,33 @@ def load(data_dir, prefix):
 def train(model, opt, xtr, ytr, args, rank=0, world=1, barrier=None, on_epoch_end=None,
           should_stop=None):
     loss_fn = torch.nn.CrossEntropyLoss()
+    device = torch.device(args.device)
     seconds, samples = 0.0, 0
+    args.epoch_rates = []
     for epoch in range(args.epochs):
         perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(args.seed + epoch))
         perm = perm[rank::world][:len(xtr) // world]
         if barrier:
             barrier()
         start = time.perf_counter()
+        epoch_samples = samples
         for b in range(0, len(perm), args.batch):
             if args.max_steps and samples >= args.max_steps * args.batch:
                 break
             idx = perm[b:b + args.batch]
-            xb, yb = xtr[idx], ytr[idx]
+            xb, yb = xtr[idx].to(device), ytr[idx].to(device)
             opt.zero_grad(set_to_none=True)
             loss_fn(model(xb), yb).backward()
             opt.step()
             samples += len(idx)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if barrier:
             barrier()
-        seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        seconds += elapsed
+        if samples > epoch_samples:
+            args.epoch_rates.append(round((samples - epoch_samples) / elapsed, 1))
         if on_epoch_end:
             on_epoch_end(epoch + 1)
         if should_stop and should_stop():
@@ -93,8 +107,9 @@ def shaped(x, kind):
 
 
 def accuracy(model, xte, yte):
+    device = next(model.parameters()).device
     with torch.no_grad():
-        correct = sum((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item()
+        correct = sum((model(xte[i:i + 1000].to(device)).argmax(1).cpu() == yte[i:i + 1000]).sum().item()
                       for i in range(0, len(xte), 1000))
         return correct / len(xte)
 
@@ -104,7 +119,8 @@ def report(args, mode, procs, seconds, samples, acc, curve=None):
               "threads": args.threads,
               "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
               "samples": samples, "train_seconds": round(seconds, 4),
-              "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4)}
+              "samples_per_s": round(samples / seconds, 1), "test_acc": round(acc, 4),
+              "device": args.device, "epoch_samples_per_s": getattr(args, "epoch_rates", [])}
     if curve is not None:
         result["curve"] = curve
     print(json.dumps(result), flush=True)
@@ -172,6 +188,7 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (float32: TF32 off)")
     ap.add_argument("--ddp", type=int, default=0, help="N > 0: DDP with N gloo processes")
     ap.add_argument("--port", type=int, default=29541, help="DDP rendezvous port on 127.0.0.1")
     ap.add_argument("--curve", action="store_true",
@@ -179,6 +196,8 @@ def main():
     ap.add_argument("--stop-at", type=float, default=0,
                     help="with --curve: stop after the first epoch at or above this test accuracy")
     args = ap.parse_args()
+    if args.ddp > 0 and args.device != "cpu":
+        ap.error("--ddp runs on the CPU (gloo); --device must be cpu")
     if args.ddp > 0:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         import torch.multiprocessing as mp
@@ -187,10 +206,13 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     xtr, ytr = load(args.data, "train")
     xte, yte = load(args.data, "t10k")
     xtr, xte = shaped(xtr, args.model), shaped(xte, args.model)
-    model = make_model(args.model)
+    model = make_model(args.model).to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     curve, start, on_epoch_end = curve_recorder(model, xte, yte)
     start()

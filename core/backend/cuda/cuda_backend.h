@@ -88,6 +88,13 @@ class CudaBackend final : public Backend {
   bool AdamUpdate(int64_t n, const UpdateRule& rule, bool decoupled, const float* grad, float* m,
                   float* v, float* w) override;
 
+  // ---- Whole convolutions over a batch (cuda_conv.cu) ----
+  int64_t Conv2dWorkspaceFloats(const Conv2dShape& s) override;
+  void Conv2dForward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                     float* y, float* workspace) override;
+  void Conv2dBackward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                      float* dw, float* dbias, float* dx, float* workspace) override;
+
   // ---- Convolution, pooling and dropout (cuda_kernels_conv.cu) ----
   void Im2Col(int64_t channels, int64_t height, int64_t width, int64_t kernel, int64_t stride,
               int64_t padding, const float* x, float* cols) override;
