@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Step time on one GPU: psgrid's CUDA backend (`psgrid local --single-process --backend cuda`)
 against PyTorch CUDA (bench/peers/torch_mlp.py --device cuda) on the same GPU, for the MLP of
-examples/fmnist_mlp.yaml and the CNN of examples/fmnist_cnn.yaml: batch 64, momentum SGD,
+examples/fmnist_mlp.yaml and the CNN of examples/fmnist_cnn.yaml: batch 64 (--batch: others),
+momentum SGD,
 float32 on both sides (PyTorch with TF32 off), each batch gathered on the host and copied in.
 
 Each run trains --epochs epochs; the first epoch holds the set-up (CUDA context, cuBLAS and
@@ -11,6 +12,7 @@ between the sides, --repeats per side, and the ratio is of the medians. Needs a 
 a python3 with a CUDA build of torch (any recent version).
 
   bench/gpu_vs_torch.py [--data DIR] [--epochs 4] [--repeats 2] [--models mlp,cnn]
+                        [--batch 64,512]
 
 --data points both sides at another Fashion-MNIST folder (train-* and t10k-* IDX files).
 Prints a markdown table and writes bench/results/gpu_vs_torch.json."""
@@ -27,16 +29,19 @@ import benchlib
 EPOCH_RATE = re.compile(r"^epoch (\d+)/\d+\s+step \d+ .*samples/s (\d+)", re.M)
 
 
-def spec_with_data(spec, data, tmp):
-    """The spec, or a copy of it reading its data from `data`."""
-    if not data:
-        return spec
+def spec_copy(spec, data, batch, tmp):
+    """A copy of the spec with its batch size, reading its data from `data` (when not "")."""
     with open(os.path.join(benchlib.ROOT, spec)) as f:
         text = f.read()
-    text, n = re.subn(r"(?m)^(\s*path:\s*).*$", lambda m: m.group(1) + data, text, count=1)
+    text, n = re.subn(r"(?m)^(\s*batch_size:\s*)\d+", lambda m: m.group(1) + str(batch), text,
+                      count=1)
     if n != 1:
-        raise RuntimeError("no data path line in " + spec)
-    path = os.path.join(tmp, os.path.basename(spec))
+        raise RuntimeError("no batch_size line in " + spec)
+    if data:
+        text, n = re.subn(r"(?m)^(\s*path:\s*).*$", lambda m: m.group(1) + data, text, count=1)
+        if n != 1:
+            raise RuntimeError("no data path line in " + spec)
+    path = os.path.join(tmp, "%d_%s" % (batch, os.path.basename(spec)))
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -66,6 +71,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--batch", default="64", help="batch sizes, comma-separated")
     ap.add_argument("--device", default="cuda", help="psgrid's backend and torch's device")
     ap.add_argument("--python", default=sys.executable, help="the python3 that has CUDA torch")
     args = ap.parse_args()
@@ -73,8 +79,9 @@ def main():
     env = dict(os.environ)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
-            spec = spec_with_data("examples/fmnist_%s.yaml" % model, args.data, tmp)
+        for batch, model in [(int(b), m) for b in args.batch.split(",")
+                             for m in args.models.split(",")]:
+            spec = spec_copy("examples/fmnist_%s.yaml" % model, args.data, batch, tmp)
             ours, theirs = [], []
             for rep in range(args.repeats):
                 for side in (["psgrid", "torch"] if rep % 2 == 0 else ["torch", "psgrid"]):
@@ -86,30 +93,32 @@ def main():
                         ours.append(steady(rates))
                     else:
                         cmd = [args.python, benchlib.torch_peer(), "--model", model,
-                               "--device", args.device, "--epochs", str(args.epochs)]
+                               "--device", args.device, "--epochs", str(args.epochs),
+                               "--batch", str(batch)]
                         if args.data:
                             cmd += ["--data", args.data]
                         r = benchlib.run_json(cmd, env)
                         rates = r["epoch_samples_per_s"]
                         theirs.append(steady(rates))
-                    print("  %s %-6s epochs %s samples/s, test accuracy %.4f" %
-                          (model, side, [round(x) for x in rates], r["test_acc"]), flush=True)
+                    print("  %s batch %d %-6s epochs %s samples/s, test accuracy %.4f" %
+                          (model, batch, side, [round(x) for x in rates], r["test_acc"]), flush=True)
             o, t = statistics.median(ours), statistics.median(theirs)
-            rows.append({"model": model, "ratio": round(o / t, 3),
+            rows.append({"model": model, "batch": batch, "ratio": round(o / t, 3),
                          "psgrid_samples_per_s": round(o), "torch_samples_per_s": round(t),
-                         "psgrid_step_ms": round(64e3 / o, 4), "torch_step_ms": round(64e3 / t, 4),
+                         "psgrid_step_ms": round(batch * 1e3 / o, 4),
+                         "torch_step_ms": round(batch * 1e3 / t, 4),
                          "psgrid_runs": [round(x) for x in ours],
                          "torch_runs": [round(x) for x in theirs]})
-    print("\n| model | psgrid / PyTorch (%s) | psgrid step | PyTorch step |" % args.device)
-    print("|---|---|---|---|")
+    print("\n| model | batch | psgrid / PyTorch (%s) | psgrid step | PyTorch step |" % args.device)
+    print("|---|---|---|---|---|")
     for r in rows:
-        print("| %s | **%.2fx** | %.3f ms | %.3f ms |" %
-              (r["model"], r["ratio"], r["psgrid_step_ms"], r["torch_step_ms"]))
-    print("\nbatch 64, samples/s of the epochs after the first, median of %d alternating runs "
+        print("| %s | %d | **%.2fx** | %.3f ms | %.3f ms |" %
+              (r["model"], r["batch"], r["ratio"], r["psgrid_step_ms"], r["torch_step_ms"]))
+    print("\nsamples/s of the epochs after the first, median of %d alternating runs "
           "per side (ratio > 1: psgrid faster)." % args.repeats)
     torch_version = subprocess.run([args.python, "-c", "import torch; print(torch.__version__)"],
                                    capture_output=True, text=True).stdout.strip()
-    benchlib.write_result("gpu_vs_torch", {"batch": 64, "epochs": args.epochs,
+    benchlib.write_result("gpu_vs_torch", {"epochs": args.epochs,
                                            "repeats": args.repeats, "rows": rows},
                           {"gpu": gpu_name(), "torch": torch_version})
 

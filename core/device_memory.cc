@@ -12,4 +12,13 @@ void* DeviceMemory::AllocatePinnedHost(size_t bytes) {
 
 void DeviceMemory::FreePinnedHost(void* p) { std::free(p); }
 
+uint64_t DeviceMemory::CopyToHostAsync(void* dst, const void* src, size_t bytes) {
+  CopyToHost(dst, src, bytes);
+  return 0;
+}
+
+bool DeviceMemory::CopyDone(uint64_t) { return true; }
+
+void DeviceMemory::WaitCopy(uint64_t) {}
+
 }  // namespace psgrid

@@ -58,6 +58,17 @@ class DeviceMemory {
   // FreePinnedHost (null: nothing).
   virtual void* AllocatePinnedHost(size_t bytes);
   virtual void FreePinnedHost(void* p);
+
+  // Device → host copies that overlap the work called after them (a layer's gradient leaving
+  // the GPU while backward goes on). CopyToHostAsync queues a copy of `bytes` from device src
+  // to host dst (pinned: AllocatePinnedHost, for a copy that does not stall) that starts once
+  // the operations called before it are done, and returns a ticket at once. Until the copy is
+  // done, src must not change and dst must not be read. CopyDone(t) says without waiting whether
+  // copy t, and every copy queued before it, has landed; WaitCopy(t) returns once it has. These
+  // defaults copy at once (CopyToHost) and return ticket 0, which is always done.
+  virtual uint64_t CopyToHostAsync(void* dst, const void* src, size_t bytes);
+  virtual bool CopyDone(uint64_t ticket);
+  virtual void WaitCopy(uint64_t ticket);
 };
 
 // The memory a device tensor of `memory` should use: `memory` itself, or null (plain host

@@ -174,4 +174,15 @@ void Tensor::Read(int64_t offset, std::span<float> out) const {
   }
 }
 
+uint64_t Tensor::ReadAsync(int64_t offset, std::span<float> out) const {
+  const int64_t n = static_cast<int64_t>(out.size());
+  PSGRID_CHECK(offset >= 0 && offset + n <= size_, "ReadAsync out of bounds");
+  if (n == 0) return 0;
+  if (memory_ == nullptr) {
+    std::memcpy(out.data(), data_ + offset, n * sizeof(float));
+    return 0;
+  }
+  return memory_->CopyToHostAsync(out.data(), data_ + offset, n * sizeof(float));
+}
+
 }  // namespace psgrid

@@ -109,6 +109,9 @@ class Tensor {
   // [offset, offset + out.size()), on either memory.
   void Write(int64_t offset, std::span<const float> values);
   void Read(int64_t offset, std::span<float> out) const;
+  // Read queued on the device (DeviceMemory::CopyToHostAsync): returns its ticket, for the
+  // tensor's memory's CopyDone and WaitCopy. A host tensor copies at once (ticket 0).
+  uint64_t ReadAsync(int64_t offset, std::span<float> out) const;
 
  private:
   void CheckHost() const {

@@ -174,6 +174,39 @@ TEST_P(BackendParityTest, MemoryRoundTrips) {
   backend_->Free(floats);
 }
 
+// Asynchronous reads see every operation called before them (here a large product and an
+// update of the source queued just before), land in order, and leave the source usable.
+TEST_P(BackendParityTest, AsynchronousCopiesToHost) {
+  constexpr int64_t kN = 1 << 20, kParts = 4;
+  const std::vector<float> a = Random(512 * 512), b = Random(512 * 512), x = Random(kN);
+  DeviceArray<float> da = Up(a), db = Up(b), dc = Up(std::vector<float>(512 * 512)), dx = Up(x);
+  float* pinned = static_cast<float*>(backend_->AllocatePinnedHost(kN * sizeof(float)));
+  ASSERT_NE(pinned, nullptr);
+  std::fill(pinned, pinned + kN, -1.0f);
+  std::vector<uint64_t> tickets;
+  for (int64_t part = kParts - 1; part >= 0; --part) {  // backward's order: the end first
+    const int64_t from = part * kN / kParts, n = kN / kParts;
+    backend_->Gemm(Trans::kNo, Trans::kNo, 512, 512, 512, 1.0f, da.get(), db.get(), 0.0f, dc.get());
+    backend_->Axpby(n, 1.0f, dx.get() + from, 2.0f, dx.get() + from);  // x ← 3x on this part
+    tickets.push_back(backend_->CopyToHostAsync(pinned + from, dx.get() + from, n * sizeof(float)));
+  }
+  backend_->WaitCopy(tickets.back());
+  for (uint64_t t : tickets) EXPECT_TRUE(backend_->CopyDone(t));
+  int64_t bad = 0;
+  for (int64_t i = 0; i < kN; ++i) bad += pinned[i] != 3.0f * x[i];
+  EXPECT_EQ(bad, 0) << "elements that are not 3x";
+  // The copies did not disturb the source, and a plain read after them sees it.
+  std::vector<float> back = dx.ToHost();
+  EXPECT_EQ(back[7], 3.0f * x[7]);
+  // Into pageable memory: a plain copy (ticket 0, done).
+  std::vector<float> pageable(8, -1.0f);
+  const uint64_t t = backend_->CopyToHostAsync(pageable.data(), dx.get(), 8 * sizeof(float));
+  backend_->WaitCopy(t);
+  EXPECT_TRUE(backend_->CopyDone(t));
+  EXPECT_EQ(pageable[3], 3.0f * x[3]);
+  backend_->FreePinnedHost(pinned);
+}
+
 // ---- Dense ops ----------------------------------------------------------------------------
 
 TEST_P(BackendParityTest, Gemm) {

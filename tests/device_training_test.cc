@@ -177,9 +177,11 @@ WorkerDevice FakeDevice(int steps) {
             auto& device = static_cast<FakeDeviceBackend&>(backend);
             EXPECT_EQ(device.violations(), 0);
             EXPECT_EQ(device.live_allocations(), 0);  // the worker freed its device memory
-            // Per step one copy per layer into the pinned gradient buffer, and one of the
-            // initial weights into the pinned parameter buffer; each pulled version went out.
+            // Per step one copy per layer into the pinned gradient buffer, queued while
+            // backward goes on, and one of the initial weights into the pinned parameter
+            // buffer; each pulled version went out.
             EXPECT_EQ(device.copies_to_pinned_host(), 3 * steps + 1);
+            EXPECT_EQ(device.async_copies_to_host(), 3 * steps);
             EXPECT_EQ(device.copies_to_host(), device.copies_to_pinned_host());
             EXPECT_GT(device.copies_to_device(), steps);
           }};

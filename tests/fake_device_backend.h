@@ -8,7 +8,9 @@
 // a test failure (ADD_FAILURE) naming the operation and the argument, counted in violations().
 //
 // Fresh allocations are filled with NaN, so that reading memory nobody wrote shows up in the
-// results. Allocations still live when the backend is destroyed are a failure too (tensors
+// results. CopyToHostAsync lands late, as a GPU's may: its destination holds NaN until the copy
+// is waited for (WaitCopy, Synchronize) or found done (CopyDone answers false the first time it
+// is asked about a copy); the source must not change meanwhile (checked when it lands). Allocations still live when the backend is destroyed are a failure too (tensors
 // must not outlive their memory). One thread at a time, as every Backend.
 #ifndef PSGRID_TESTS_FAKE_DEVICE_BACKEND_H_
 #define PSGRID_TESTS_FAKE_DEVICE_BACKEND_H_
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <string>
 #include <string_view>
@@ -38,6 +41,10 @@ class FakeDeviceBackend final : public Backend {
       ADD_FAILURE() << "FakeDeviceBackend destroyed with " << pinned_.size()
                     << " pinned host buffer(s) still live";
     }
+    if (!in_flight_.empty()) {
+      ADD_FAILURE() << "FakeDeviceBackend destroyed with " << in_flight_.size()
+                    << " asynchronous copy(ies) never waited for";
+    }
     for (auto& [p, bytes] : allocations_) std::free(const_cast<char*>(p));
     for (auto& [p, bytes] : pinned_) std::free(const_cast<char*>(p));
   }
@@ -52,6 +59,7 @@ class FakeDeviceBackend final : public Backend {
   int64_t copies_to_device() const { return copies_to_device_; }
   int64_t copies_to_host() const { return copies_to_host_; }
   int64_t copies_to_pinned_host() const { return copies_to_pinned_host_; }
+  int64_t async_copies_to_host() const { return async_copies_to_host_; }  // CopyToHostAsync
   int64_t bytes_to_host() const { return bytes_to_host_; }
   // Whether [p, p + bytes) lies inside one device allocation.
   bool IsDevice(const void* p, size_t bytes) const { return Inside(allocations_, p, bytes); }
@@ -99,7 +107,32 @@ class FakeDeviceBackend final : public Backend {
     Device("FillZeros", "y", y, F(n));
     cpu_.FillZeros(n, y);
   }
-  void Synchronize() override {}
+  void Synchronize() override { WaitCopy(next_ticket_ - 1); }
+  uint64_t CopyToHostAsync(void* dst, const void* src, size_t bytes) override {
+    Host("CopyToHostAsync", "dst", dst, bytes);
+    Device("CopyToHostAsync", "src", src, bytes);
+    ++copies_to_host_;
+    ++async_copies_to_host_;
+    if (Inside(pinned_, dst, bytes)) ++copies_to_pinned_host_;
+    bytes_to_host_ += static_cast<int64_t>(bytes);
+    const auto* from = static_cast<const char*>(src);
+    in_flight_.push_back({next_ticket_, dst, src, std::string(from, from + bytes), false});
+    std::memset(dst, 0xFF, bytes);  // NaN until it lands
+    return next_ticket_++;
+  }
+  bool CopyDone(uint64_t ticket) override {
+    while (!in_flight_.empty() && in_flight_.front().ticket <= ticket) {
+      if (!in_flight_.front().asked) {
+        in_flight_.front().asked = true;
+        return false;
+      }
+      Land();
+    }
+    return true;
+  }
+  void WaitCopy(uint64_t ticket) override {
+    while (!in_flight_.empty() && in_flight_.front().ticket <= ticket) Land();
+  }
   void* AllocatePinnedHost(size_t bytes) override {
     void* p = cpu_.AllocatePinnedHost(bytes);
     if (p != nullptr) pinned_[static_cast<const char*>(p)] = bytes;
@@ -435,6 +468,23 @@ class FakeDeviceBackend final : public Backend {
     Device(op, "third", c, F(n));
   }
 
+  struct InFlight {
+    uint64_t ticket;
+    void* dst;
+    const void* src;
+    std::string data;  // src when the copy was queued
+    bool asked;        // CopyDone has answered false for it once
+  };
+  void Land() {
+    const InFlight& c = in_flight_.front();
+    if (Inside(allocations_, c.src, c.data.size()) &&
+        std::memcmp(c.src, c.data.data(), c.data.size()) != 0) {
+      Fail("CopyToHostAsync", "src", c.src, c.data.size(), "changed before the copy landed");
+    }
+    std::memcpy(c.dst, c.data.data(), c.data.size());
+    in_flight_.pop_front();
+  }
+
   CpuBackend cpu_;
   Ranges allocations_;
   Ranges pinned_;
@@ -442,7 +492,10 @@ class FakeDeviceBackend final : public Backend {
   int64_t copies_to_device_ = 0;
   int64_t copies_to_host_ = 0;
   int64_t copies_to_pinned_host_ = 0;
+  int64_t async_copies_to_host_ = 0;
   int64_t bytes_to_host_ = 0;
+  std::deque<InFlight> in_flight_;
+  uint64_t next_ticket_ = 1;
 };
 
 }  // namespace psgrid::testing

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <cstdio>
 #include <memory>
@@ -474,29 +475,53 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
       GatherBatch(train, indices, &x_, &labels_, &targets_);
     }
     prefetched_step_ = -1;
-    // Each layer's gradient goes out as soon as backward has it, when the transport can; on a
-    // device it is first copied to the host, [on_host, total) being there already.
+    // Each layer's gradient goes out as soon as backward has it, when the transport can. On a
+    // device it is first copied to the host: queued as backward announces it (the copy runs
+    // beside the rest of backward), [queued, total) queued so far, [landed, total) on the host,
+    // and each part is sent once its copy has landed.
     const bool parts = client_->TakesGradientParts();
-    int64_t on_host = params.total_size();
-    const auto copy_to_host = [&](int64_t from) {
-      if (from >= on_host) return;
-      params.grads().Read(from, host_grads_.span().subspan(from, on_host - from));
-      on_host = from;
+    const auto push_part = [&](int64_t ready_from) {
+      if (parts && ready_from > 0) {
+        client_->PushPart(header, params.infos(), GradientsToPush(), ready_from,
+                          absl::Now() + options_.rpc_timeout);
+      }
+    };
+    int64_t queued = params.total_size();
+    std::deque<std::pair<int64_t, uint64_t>> copying;  // (from, ticket), in queuing order
+    const auto queue_copy = [&](int64_t from) {
+      if (from >= queued) return;
+      copying.emplace_back(
+          from, params.grads().ReadAsync(from, host_grads_.span().subspan(from, queued - from)));
+      queued = from;
+    };
+    const auto send_landed = [&](bool wait) {
+      while (!copying.empty()) {
+        const auto [from, ticket] = copying.front();
+        if (wait) {
+          backend_->WaitCopy(ticket);
+        } else if (!backend_->CopyDone(ticket)) {
+          return;
+        }
+        copying.pop_front();
+        push_part(from);
+      }
     };
     std::function<void(int64_t)> on_ready;
-    if (parts || on_device_) {
+    if (on_device_) {
       on_ready = [&](int64_t ready_from) {
-        if (on_device_) copy_to_host(ready_from);
-        if (parts && ready_from > 0) {
-          client_->PushPart(header, params.infos(), GradientsToPush(), ready_from,
-                            absl::Now() + options_.rpc_timeout);
-        }
+        queue_copy(ready_from);
+        send_landed(/*wait=*/false);
       };
+    } else if (parts) {
+      on_ready = push_part;
     }
     absl::StatusOr<LossResult> r =
         model_->ComputeGradients(x_, MakeTargets(train, labels_, targets_), on_ready);
+    if (on_device_) {
+      queue_copy(0);  // what no layer announced (the arena's start)
+      send_landed(/*wait=*/true);
+    }
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(prefix_, ": step ", step));
-    if (on_device_) copy_to_host(0);  // what no layer announced (the arena's start)
     header.set_loss_sum(r->loss * static_cast<double>(n));
     header.set_correct(r->correct);
 

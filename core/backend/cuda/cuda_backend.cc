@@ -87,6 +87,11 @@ CudaBackend::~CudaBackend() {
   // Errors are ignored here: the device may be gone, and a destructor cannot report them.
   cudaSetDevice(device_);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  for (const auto& [ticket, event] : copies_) cudaEventDestroy(event);
+  for (CUevent_st* event : spare_events_) cudaEventDestroy(event);
+  if (compute_mark_ != nullptr) cudaEventDestroy(compute_mark_);
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   if (cublas_ != nullptr) blas_->destroy(cublas_);
   for (int k = 0; k < kStages; ++k) {
     if (stage_done_[k] != nullptr) cudaEventDestroy(stage_done_[k]);
@@ -269,6 +274,67 @@ bool CudaBackend::IsPinned(const void* p, size_t bytes) const {
 void CudaBackend::Synchronize() {
   Activate();
   PSGRID_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  WaitCopy(next_ticket_ - 1);
+}
+
+CUevent_st* CudaBackend::TakeEvent() {
+  if (!spare_events_.empty()) {
+    CUevent_st* event = spare_events_.back();
+    spare_events_.pop_back();
+    return event;
+  }
+  cudaEvent_t event = nullptr;
+  PSGRID_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  return event;
+}
+
+void CudaBackend::ReturnEvent(CUevent_st* event) { spare_events_.push_back(event); }
+
+uint64_t CudaBackend::CopyToHostAsync(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return 0;
+  Activate();
+  if (!IsPinned(dst, bytes)) {
+    WaitCopy(next_ticket_ - 1);
+    CopyToHost(dst, src, bytes);
+    return 0;
+  }
+  if (copy_stream_ == nullptr) {
+    PSGRID_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    PSGRID_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
+  }
+  // The copy waits for the compute stream's work so far (a later record of the mark does not
+  // move what this wait waits for).
+  PSGRID_CUDA_CHECK(cudaEventRecord(compute_mark_, stream_));
+  PSGRID_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, compute_mark_, 0));
+  PSGRID_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, copy_stream_));
+  CUevent_st* landed = TakeEvent();
+  PSGRID_CUDA_CHECK(cudaEventRecord(landed, copy_stream_));
+  const uint64_t ticket = next_ticket_++;
+  copies_.emplace_back(ticket, landed);
+  return ticket;
+}
+
+bool CudaBackend::CopyDone(uint64_t ticket) {
+  while (ticket > landed_ticket_ && !copies_.empty()) {
+    const auto [t, event] = copies_.front();
+    const cudaError_t e = cudaEventQuery(event);
+    if (e == cudaErrorNotReady) return false;
+    PSGRID_CUDA_CHECK(e);
+    landed_ticket_ = t;
+    ReturnEvent(event);
+    copies_.pop_front();
+  }
+  return true;
+}
+
+void CudaBackend::WaitCopy(uint64_t ticket) {
+  while (ticket > landed_ticket_ && !copies_.empty()) {
+    const auto [t, event] = copies_.front();
+    PSGRID_CUDA_CHECK(cudaEventSynchronize(event));
+    landed_ticket_ = t;
+    ReturnEvent(event);
+    copies_.pop_front();
+  }
 }
 
 // ---- Gemm -------------------------------------------------------------------------------------

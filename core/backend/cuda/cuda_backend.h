@@ -21,9 +21,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/backend/backend.h"
 
@@ -145,6 +148,12 @@ class CudaBackend final : public Backend {
   // staging buffers.
   void* AllocatePinnedHost(size_t bytes) override;
   void FreePinnedHost(void* p) override;
+  // Into pinned memory: on a second stream (the copy engine runs beside the kernels), after an
+  // event marks the compute stream's work so far; each copy's own event is its ticket's. Into
+  // pageable memory: CopyToHost, after the queued copies (ticket 0).
+  uint64_t CopyToHostAsync(void* dst, const void* src, size_t bytes) override;
+  bool CopyDone(uint64_t ticket) override;
+  void WaitCopy(uint64_t ticket) override;
 
   // What the reducing kernels hand back to the host: one of these lives in device memory and
   // one in pinned host memory.
@@ -174,8 +183,13 @@ class CudaBackend final : public Backend {
   // The pinned staging buffers of the host copies, allocated on first use. False when the
   // allocation failed (the copies then go straight from pageable memory).
   bool EnsureStaging();
+  // The columns of `samples` images of convolution s, side by side (cuda_conv.cu).
+  void Im2ColBatch(const Conv2dShape& s, int64_t samples, const float* x, float* cols);
   // Whether [p, p + bytes) lies in one AllocatePinnedHost buffer of this backend.
   bool IsPinned(const void* p, size_t bytes) const;
+  // An event from the pool (created when it is empty), and its return there.
+  CUevent_st* TakeEvent();
+  void ReturnEvent(CUevent_st* event);
 
   const int device_;
   const std::string name_;
@@ -195,6 +209,16 @@ class CudaBackend final : public Backend {
   int next_stage_ = 0;  // the stage a copy uses first
   // The AllocatePinnedHost buffers: start → bytes.
   std::map<const char*, size_t> pinned_;
+  // CopyToHostAsync: its stream (created on first use), the copies not known to have landed
+  // (ticket, event recorded after the copy) in ticket order, the tickets' counter, the highest
+  // ticket known to have landed, the mark of the compute stream each copy waits for, and the
+  // spare events.
+  CUstream_st* copy_stream_ = nullptr;
+  std::deque<std::pair<uint64_t, CUevent_st*>> copies_;
+  uint64_t next_ticket_ = 1;
+  uint64_t landed_ticket_ = 0;
+  CUevent_st* compute_mark_ = nullptr;
+  std::vector<CUevent_st*> spare_events_;
 };
 
 }  // namespace psgrid

@@ -15,93 +15,113 @@ namespace {
 // 128 MiB of columns at most: every usual layer's batch in one chunk.
 constexpr int64_t kMaxWorkspaceFloats = int64_t{1} << 25;
 
+// The kernels index in I: int32_t where every index fits (Fits32), int64_t beyond; 32-bit
+// division is several times cheaper on a GPU, and these kernels are mostly index arithmetic.
+//
 // cols[(c·k + i)·k + j, n·plane + oh·out_w + ow] = x[n, c, oh·stride − padding + i,
-// ow·stride − padding + j] for the samples n < samples of x.
-__global__ void Im2ColBatchKernel(int64_t samples, int64_t channels, int64_t height,
-                                  int64_t width, int64_t kernel, int64_t stride, int64_t padding,
-                                  int64_t out_h, int64_t out_w, const float* x, float* cols) {
-  const int64_t plane = out_h * out_w;
-  const int64_t row = samples * plane;
-  const int64_t total = channels * kernel * kernel * row;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t r = idx / row;
-    const int64_t q = idx % row;
-    const int64_t n = q / plane;
-    const int64_t p = q % plane;
-    const int64_t oh = p / out_w;
-    const int64_t ow = p % out_w;
-    const int64_t j = r % kernel;
-    const int64_t i = (r / kernel) % kernel;
-    const int64_t c = r / (kernel * kernel);
-    const int64_t ih = oh * stride - padding + i;
-    const int64_t iw = ow * stride - padding + j;
-    const bool inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
-    cols[idx] = inside ? x[((n * channels + c) * height + ih) * width + iw] : 0.0f;
+// ow·stride − padding + j] for the samples n < samples of x. Grid: y over the channels c, x over
+// the columns; a thread writes its column's k·k rows of channel c, so that the divisions that
+// place the column are made once for k·k elements.
+template <typename I>
+__global__ void Im2ColBatchKernel(I samples, I channels, I height, I width, I kernel, I stride,
+                                  I padding, I out_h, I out_w, const float* x, float* cols) {
+  const I plane = out_h * out_w;
+  const I row = samples * plane;
+  for (I c = blockIdx.y; c < channels; c += gridDim.y) {
+    for (I q = static_cast<I>(GlobalThread()); q < row; q += static_cast<I>(GridThreads())) {
+      const I n = q / plane;
+      const I p = q - n * plane;
+      const I oh = p / out_w;
+      const I ow = p - oh * out_w;
+      const I ih0 = oh * stride - padding;
+      const I iw0 = ow * stride - padding;
+      const float* image = x + (n * channels + c) * height * width;
+      float* out = cols + static_cast<int64_t>(c * kernel * kernel) * row + q;
+      for (I i = 0; i < kernel; ++i) {
+        const I ih = ih0 + i;
+        const bool row_inside = ih >= 0 && ih < height;
+        for (I j = 0; j < kernel; ++j) {
+          const I iw = iw0 + j;
+          out[static_cast<int64_t>(i * kernel + j) * row] =
+              row_inside && iw >= 0 && iw < width ? image[ih * width + iw] : 0.0f;
+        }
+      }
+    }
   }
 }
 
 // The adjoint: dx[n, c, h, w] = Σ over (i, j) in row-major order of the column entries that
-// Im2ColBatchKernel copies from (n, c, h, w); a thread per input pixel (no atomics).
-__global__ void Col2ImBatchKernel(int64_t samples, int64_t channels, int64_t height,
-                                  int64_t width, int64_t kernel, int64_t stride, int64_t padding,
-                                  int64_t out_h, int64_t out_w, const float* cols, float* dx) {
-  const int64_t plane = out_h * out_w;
-  const int64_t row = samples * plane;
-  const int64_t total = samples * channels * height * width;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t w = idx % width;
-    int64_t t = idx / width;
-    const int64_t h = t % height;
+// Im2ColBatchKernel copies from (n, c, h, w); a thread per input pixel (no atomics). The i
+// that reach row h are those ≡ h + padding (mod stride), each one window row lower.
+template <typename I>
+__global__ void Col2ImBatchKernel(I samples, I channels, I height, I width, I kernel, I stride,
+                                  I padding, I out_h, I out_w, const float* cols, float* dx) {
+  const I plane = out_h * out_w;
+  const I row = samples * plane;
+  const I total = samples * channels * height * width;
+  for (I idx = static_cast<I>(GlobalThread()); idx < total; idx += static_cast<I>(GridThreads())) {
+    I t = idx / width;
+    const I w = idx - t * width;
+    const I h = t % height;
     t /= height;
-    const int64_t c = t % channels;
-    const int64_t n = t / channels;
+    const I c = t % channels;
+    const I n = t / channels;
     const float* base = cols + n * plane;
+    const I i0 = (h + padding) % stride, j0 = (w + padding) % stride;
     float s = 0.0f;
-    for (int64_t i = 0; i < kernel; ++i) {
-      const int64_t th = h + padding - i;  // oh·stride
-      if (th < 0 || th % stride != 0 || th / stride >= out_h) continue;
-      const int64_t oh = th / stride;
-      for (int64_t j = 0; j < kernel; ++j) {
-        const int64_t tw = w + padding - j;  // ow·stride
-        if (tw < 0 || tw % stride != 0 || tw / stride >= out_w) continue;
-        s += base[((c * kernel + i) * kernel + j) * row + oh * out_w + tw / stride];
+    for (I i = i0, oh = (h + padding - i0) / stride; i < kernel; i += stride, --oh) {
+      if (oh < 0) break;
+      if (oh >= out_h) continue;
+      const float* rows = base + static_cast<int64_t>((c * kernel + i) * kernel) * row + oh * out_w;
+      for (I j = j0, ow = (w + padding - j0) / stride; j < kernel; j += stride, --ow) {
+        if (ow < 0) break;
+        if (ow >= out_w) continue;
+        s += rows[static_cast<int64_t>(j) * row + ow];
       }
     }
     dx[idx] = s;
   }
 }
 
-// y[n, f, p] = yt[f, n·plane + p] (+ bias[f]): the GEMM's layout back to NCHW.
-__global__ void FromFilterMajorKernel(int64_t samples, int64_t filters, int64_t plane,
-                                      const float* yt, const float* bias, float* y) {
-  const int64_t total = samples * filters * plane;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t p = idx % plane;
-    const int64_t t = idx / plane;
-    const int64_t f = t % filters;
-    const int64_t n = t / filters;
-    const float v = yt[f * samples * plane + n * plane + p];
-    y[idx] = bias != nullptr ? v + bias[f] : v;
+// y[n, f, p] = yt[f, n·plane + p] (+ bias[f]): the GEMM's layout back to NCHW. Grid: y over f.
+template <typename I>
+__global__ void FromFilterMajorKernel(I samples, I filters, I plane, const float* yt,
+                                      const float* bias, float* y) {
+  const I row = samples * plane;
+  for (I f = blockIdx.y; f < filters; f += gridDim.y) {
+    const float b = bias != nullptr ? bias[f] : 0.0f;
+    const float* in = yt + static_cast<int64_t>(f) * row;
+    for (I q = static_cast<I>(GlobalThread()); q < row; q += static_cast<I>(GridThreads())) {
+      const I n = q / plane;
+      const I p = q - n * plane;
+      const float v = in[q];
+      y[(n * filters + f) * plane + p] = bias != nullptr ? v + b : v;
+    }
   }
 }
 
-// dyt[f, n·plane + p] = dy[n, f, p]: NCHW to the GEMMs' layout.
-__global__ void ToFilterMajorKernel(int64_t samples, int64_t filters, int64_t plane,
-                                    const float* dy, float* dyt) {
-  const int64_t total = samples * filters * plane;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t q = idx % (samples * plane);
-    const int64_t f = idx / (samples * plane);
-    const int64_t n = q / plane;
-    const int64_t p = q % plane;
-    dyt[idx] = dy[(n * filters + f) * plane + p];
+// dyt[f, n·plane + p] = dy[n, f, p]: NCHW to the GEMMs' layout. Grid: y over f.
+template <typename I>
+__global__ void ToFilterMajorKernel(I samples, I filters, I plane, const float* dy, float* dyt) {
+  const I row = samples * plane;
+  for (I f = blockIdx.y; f < filters; f += gridDim.y) {
+    float* out = dyt + static_cast<int64_t>(f) * row;
+    for (I q = static_cast<I>(GlobalThread()); q < row; q += static_cast<I>(GridThreads())) {
+      const I n = q / plane;
+      const I p = q - n * plane;
+      out[q] = dy[(n * filters + f) * plane + p];
+    }
   }
+}
+
+// A grid of blocks over `row` items in x and `rows` rows in y (capped; the kernels loop).
+dim3 RowsGrid(int64_t row, int64_t rows) {
+  return dim3(BlocksFor(row), static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)));
 }
 
 // Samples per chunk: as many as fit kMaxWorkspaceFloats, one at the least.
 int64_t ChunkOf(const Conv2dShape& s) {
-  const int64_t per_sample =
-      (s.channels * s.kernel * s.kernel + s.filters) * s.out_h() * s.out_w();
+  const int64_t per_sample = (s.channels * s.kernel * s.kernel + s.filters) * s.out_h() * s.out_w();
   if (per_sample <= 0) return std::max<int64_t>(1, s.batch);
   return std::clamp<int64_t>(kMaxWorkspaceFloats / per_sample, 1, std::max<int64_t>(1, s.batch));
 }
@@ -111,6 +131,21 @@ int64_t ChunkOf(const Conv2dShape& s) {
 
 using cuda_internal::BlocksFor;
 using cuda_internal::kThreads;
+
+void CudaBackend::Im2ColBatch(const Conv2dShape& s, int64_t samples, const float* x, float* cols) {
+  const int64_t row = samples * s.out_h() * s.out_w();
+  const int64_t rows = s.channels * s.kernel * s.kernel;
+  const dim3 grid = cuda_internal::RowsGrid(row, s.channels);
+  if (cuda_internal::Fits32(std::max(rows * row, samples * s.channels * s.height * s.width))) {
+    cuda_internal::Im2ColBatchKernel<int32_t>
+        <<<grid, kThreads, 0, stream_>>>(samples, s.channels, s.height, s.width, s.kernel, s.stride,
+                                         s.padding, s.out_h(), s.out_w(), x, cols);
+  } else {
+    cuda_internal::Im2ColBatchKernel<int64_t>
+        <<<grid, kThreads, 0, stream_>>>(samples, s.channels, s.height, s.width, s.kernel, s.stride,
+                                         s.padding, s.out_h(), s.out_w(), x, cols);
+  }
+}
 
 int64_t CudaBackend::Conv2dWorkspaceFloats(const Conv2dShape& s) {
   // A chunk's columns and its output (or output gradient) in the GEMMs' layout.
@@ -131,14 +166,17 @@ void CudaBackend::Conv2dForward(const Conv2dShape& s, const float* x, const floa
     const int64_t nb = std::min(chunk, s.batch - n0);
     float* cols = workspace;
     float* yt = workspace + patch * nb * plane;
-    const int64_t cols_total = patch * nb * plane;
-    cuda_internal::Im2ColBatchKernel<<<BlocksFor(cols_total), kThreads, 0, stream_>>>(
-        nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
-        x + n0 * sample_in, cols);
+    Im2ColBatch(s, nb, x + n0 * sample_in, cols);
     CheckLaunch("Conv2dForward (columns)");
     Gemm(Trans::kNo, Trans::kNo, s.filters, nb * plane, patch, 1.0f, w, cols, 0.0f, yt);
-    cuda_internal::FromFilterMajorKernel<<<BlocksFor(nb * sample_out), kThreads, 0, stream_>>>(
-        nb, s.filters, plane, yt, bias, y + n0 * sample_out);
+    const dim3 grid = cuda_internal::RowsGrid(nb * plane, s.filters);
+    if (cuda_internal::Fits32(nb * sample_out)) {
+      cuda_internal::FromFilterMajorKernel<int32_t>
+          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, yt, bias, y + n0 * sample_out);
+    } else {
+      cuda_internal::FromFilterMajorKernel<int64_t>
+          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, yt, bias, y + n0 * sample_out);
+    }
     CheckLaunch("Conv2dForward (to NCHW)");
   }
 }
@@ -163,12 +201,16 @@ void CudaBackend::Conv2dBackward(const Conv2dShape& s, const float* x, const flo
     const int64_t nb = std::min(chunk, s.batch - n0);
     float* cols = workspace;
     float* dyt = workspace + patch * nb * plane;
-    cuda_internal::ToFilterMajorKernel<<<BlocksFor(nb * sample_out), kThreads, 0, stream_>>>(
-        nb, s.filters, plane, dy + n0 * sample_out, dyt);
+    const dim3 grid = cuda_internal::RowsGrid(nb * plane, s.filters);
+    if (cuda_internal::Fits32(nb * sample_out)) {
+      cuda_internal::ToFilterMajorKernel<int32_t>
+          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, dy + n0 * sample_out, dyt);
+    } else {
+      cuda_internal::ToFilterMajorKernel<int64_t>
+          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, dy + n0 * sample_out, dyt);
+    }
     CheckLaunch("Conv2dBackward (from NCHW)");
-    cuda_internal::Im2ColBatchKernel<<<BlocksFor(patch * nb * plane), kThreads, 0, stream_>>>(
-        nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
-        x + n0 * sample_in, cols);
+    Im2ColBatch(s, nb, x + n0 * sample_in, cols);
     CheckLaunch("Conv2dBackward (columns)");
     // dW (+)= dYᵀ-layout · colsᵀ over the chunk's samples.
     Gemm(Trans::kNo, Trans::kYes, s.filters, patch, nb * plane, 1.0f, dyt, cols,
@@ -178,9 +220,15 @@ void CudaBackend::Conv2dBackward(const Conv2dShape& s, const float* x, const flo
     // weight gradient read them), folded back onto the images.
     Gemm(Trans::kYes, Trans::kNo, patch, nb * plane, s.filters, 1.0f, w, dyt, 0.0f, cols);
     const int64_t dx_total = nb * sample_in;
-    cuda_internal::Col2ImBatchKernel<<<BlocksFor(dx_total), kThreads, 0, stream_>>>(
-        nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
-        cols, dx + n0 * sample_in);
+    if (cuda_internal::Fits32(std::max(dx_total, patch * nb * plane))) {
+      cuda_internal::Col2ImBatchKernel<int32_t><<<BlocksFor(dx_total), kThreads, 0, stream_>>>(
+          nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
+          cols, dx + n0 * sample_in);
+    } else {
+      cuda_internal::Col2ImBatchKernel<int64_t><<<BlocksFor(dx_total), kThreads, 0, stream_>>>(
+          nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
+          cols, dx + n0 * sample_in);
+    }
     CheckLaunch("Conv2dBackward (images)");
   }
 }

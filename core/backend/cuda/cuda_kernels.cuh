@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 #include <cstdint>
 
 #include "core/backend/cuda/cuda_backend.h"
@@ -27,6 +28,10 @@ inline unsigned BlocksFor(int64_t n, int threads = kThreads) {
   const int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, kMaxBlocks));
 }
+
+// Whether a grid-stride loop over n items (and the indices it computes below n) fits int32_t:
+// the last stride past n included.
+inline bool Fits32(int64_t n) { return n <= INT32_MAX - kMaxBlocks * kThreads; }
 
 // Index of the calling thread in the grid, and the grid's size, for grid-stride loops.
 __device__ inline int64_t GlobalThread() {

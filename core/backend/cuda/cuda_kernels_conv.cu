@@ -98,22 +98,22 @@ __global__ void SumChannelsFinal(int64_t channels, int splits, const double* par
 
 // CpuBackend's scan of a window: its first element, then the others in row-major order; a later
 // one wins when strictly greater or NaN.
-__global__ void MaxPoolForwardKernel(int64_t planes, int64_t height, int64_t width, int64_t size,
-                                     int64_t stride, int64_t out_h, int64_t out_w, const float* x,
-                                     float* y, int32_t* argmax) {
-  const int64_t total = planes * out_h * out_w;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t ow = idx % out_w;
-    const int64_t t = idx / out_w;
-    const int64_t oh = t % out_h;
-    const int64_t p = t / out_h;
+template <typename I>
+__global__ void MaxPoolForwardKernel(I planes, I height, I width, I size, I stride, I out_h,
+                                     I out_w, const float* x, float* y, int32_t* argmax) {
+  const I total = planes * out_h * out_w;
+  for (I idx = static_cast<I>(GlobalThread()); idx < total; idx += static_cast<I>(GridThreads())) {
+    const I ow = idx % out_w;
+    const I t = idx / out_w;
+    const I oh = t % out_h;
+    const I p = t / out_h;
     const float* xp = x + p * height * width;
-    const int64_t top = oh * stride * width + ow * stride;
+    const I top = oh * stride * width + ow * stride;
     float best = xp[top];
-    int64_t where = top;
-    for (int64_t i = 0; i < size; ++i) {
-      for (int64_t j = (i == 0 ? 1 : 0); j < size; ++j) {
-        const int64_t at = top + i * width + j;
+    I where = top;
+    for (I i = 0; i < size; ++i) {
+      for (I j = (i == 0 ? 1 : 0); j < size; ++j) {
+        const I at = top + i * width + j;
         const float v = xp[at];
         if (v > best || isnan(v)) {
           best = v;
@@ -128,33 +128,33 @@ __global__ void MaxPoolForwardKernel(int64_t planes, int64_t height, int64_t wid
 
 // The windows (oh, ow) of an input pixel (h, w): oh·stride <= h < oh·stride + size, so
 // oh in [lo, hi] below (empty when lo > hi).
-__device__ inline void WindowsOf(int64_t h, int64_t size, int64_t stride, int64_t out, int64_t* lo,
-                                 int64_t* hi) {
+template <typename I>
+__device__ inline void WindowsOf(I h, I size, I stride, I out, I* lo, I* hi) {
   *lo = h >= size ? (h - size) / stride + 1 : 0;
   *hi = min(h / stride, out - 1);
 }
 
 // dx[p, h, w] = Σ dy[p, o] over the outputs o whose arg-max is (h, w), in increasing o.
-__global__ void MaxPoolBackwardKernel(int64_t planes, int64_t height, int64_t width, int64_t size,
-                                      int64_t stride, int64_t out_h, int64_t out_w,
-                                      const int32_t* argmax, const float* dy, float* dx) {
-  const int64_t total = planes * height * width;
-  const int64_t plane_out = out_h * out_w;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t w = idx % width;
-    const int64_t t = idx / width;
-    const int64_t h = t % height;
-    const int64_t p = t / height;
+template <typename I>
+__global__ void MaxPoolBackwardKernel(I planes, I height, I width, I size, I stride, I out_h,
+                                      I out_w, const int32_t* argmax, const float* dy, float* dx) {
+  const I total = planes * height * width;
+  const I plane_out = out_h * out_w;
+  for (I idx = static_cast<I>(GlobalThread()); idx < total; idx += static_cast<I>(GridThreads())) {
+    const I w = idx % width;
+    const I t = idx / width;
+    const I h = t % height;
+    const I p = t / height;
     const int32_t here = static_cast<int32_t>(h * width + w);
     const int32_t* a = argmax + p * plane_out;
     const float* g = dy + p * plane_out;
-    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+    I oh_lo, oh_hi, ow_lo, ow_hi;
     WindowsOf(h, size, stride, out_h, &oh_lo, &oh_hi);
     WindowsOf(w, size, stride, out_w, &ow_lo, &ow_hi);
     float s = 0.0f;
-    for (int64_t oh = oh_lo; oh <= oh_hi; ++oh) {
-      for (int64_t ow = ow_lo; ow <= ow_hi; ++ow) {
-        const int64_t o = oh * out_w + ow;
+    for (I oh = oh_lo; oh <= oh_hi; ++oh) {
+      for (I ow = ow_lo; ow <= ow_hi; ++ow) {
+        const I o = oh * out_w + ow;
         if (a[o] == here) s += g[o];
       }
     }
@@ -162,19 +162,19 @@ __global__ void MaxPoolBackwardKernel(int64_t planes, int64_t height, int64_t wi
   }
 }
 
-__global__ void AvgPoolForwardKernel(int64_t planes, int64_t height, int64_t width, int64_t size,
-                                     int64_t stride, int64_t out_h, int64_t out_w, float divisor,
-                                     const float* x, float* y) {
-  const int64_t total = planes * out_h * out_w;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t ow = idx % out_w;
-    const int64_t t = idx / out_w;
-    const int64_t oh = t % out_h;
-    const int64_t p = t / out_h;
+template <typename I>
+__global__ void AvgPoolForwardKernel(I planes, I height, I width, I size, I stride, I out_h,
+                                     I out_w, float divisor, const float* x, float* y) {
+  const I total = planes * out_h * out_w;
+  for (I idx = static_cast<I>(GlobalThread()); idx < total; idx += static_cast<I>(GridThreads())) {
+    const I ow = idx % out_w;
+    const I t = idx / out_w;
+    const I oh = t % out_h;
+    const I p = t / out_h;
     const float* in = x + p * height * width + oh * stride * width + ow * stride;
     float s = 0.0f;
-    for (int64_t i = 0; i < size; ++i) {
-      for (int64_t j = 0; j < size; ++j) s += in[i * width + j];
+    for (I i = 0; i < size; ++i) {
+      for (I j = 0; j < size; ++j) s += in[i * width + j];
     }
     y[idx] = s / divisor;
   }
@@ -182,22 +182,22 @@ __global__ void AvgPoolForwardKernel(int64_t planes, int64_t height, int64_t wid
 
 // dx[p, h, w] = Σ dy/size² over the windows of (h, w), in the CPU's order: oh increasing and,
 // within one oh, ow decreasing (its loops run over the window offset j outside ow).
-__global__ void AvgPoolBackwardKernel(int64_t planes, int64_t height, int64_t width, int64_t size,
-                                      int64_t stride, int64_t out_h, int64_t out_w, float divisor,
-                                      const float* dy, float* dx) {
-  const int64_t total = planes * height * width;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridThreads()) {
-    const int64_t w = idx % width;
-    const int64_t t = idx / width;
-    const int64_t h = t % height;
-    const int64_t p = t / height;
+template <typename I>
+__global__ void AvgPoolBackwardKernel(I planes, I height, I width, I size, I stride, I out_h,
+                                      I out_w, float divisor, const float* dy, float* dx) {
+  const I total = planes * height * width;
+  for (I idx = static_cast<I>(GlobalThread()); idx < total; idx += static_cast<I>(GridThreads())) {
+    const I w = idx % width;
+    const I t = idx / width;
+    const I h = t % height;
+    const I p = t / height;
     const float* g = dy + p * out_h * out_w;
-    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+    I oh_lo, oh_hi, ow_lo, ow_hi;
     WindowsOf(h, size, stride, out_h, &oh_lo, &oh_hi);
     WindowsOf(w, size, stride, out_w, &ow_lo, &ow_hi);
     float s = 0.0f;
-    for (int64_t oh = oh_lo; oh <= oh_hi; ++oh) {
-      for (int64_t ow = ow_hi; ow >= ow_lo; --ow) s += g[oh * out_w + ow] / divisor;
+    for (I oh = oh_lo; oh <= oh_hi; ++oh) {
+      for (I ow = ow_hi; ow >= ow_lo; --ow) s += g[oh * out_w + ow] / divisor;
     }
     dx[idx] = s;
   }
@@ -298,8 +298,13 @@ void CudaBackend::MaxPool2dForward(int64_t planes, int64_t height, int64_t width
   const int64_t total = planes * out_h * out_w;
   if (out_h <= 0 || out_w <= 0 || total <= 0) return;
   Activate();
-  cuda_internal::MaxPoolForwardKernel<<<BlocksFor(total), kThreads, 0, stream_>>>(
-      planes, height, width, size, stride, out_h, out_w, x, y, argmax);
+  if (cuda_internal::Fits32(std::max(total, planes * height * width))) {
+    cuda_internal::MaxPoolForwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, x, y, argmax);
+  } else {
+    cuda_internal::MaxPoolForwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, x, y, argmax);
+  }
   CheckLaunch("MaxPool2dForward");
 }
 
@@ -311,8 +316,13 @@ void CudaBackend::MaxPool2dBackward(int64_t planes, int64_t height, int64_t widt
   Activate();
   const int64_t out_h = std::max<int64_t>(0, OutSize(height, size, stride, 0));
   const int64_t out_w = std::max<int64_t>(0, OutSize(width, size, stride, 0));
-  cuda_internal::MaxPoolBackwardKernel<<<BlocksFor(total), kThreads, 0, stream_>>>(
-      planes, height, width, size, stride, out_h, out_w, argmax, dy, dx);
+  if (cuda_internal::Fits32(total)) {
+    cuda_internal::MaxPoolBackwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, argmax, dy, dx);
+  } else {
+    cuda_internal::MaxPoolBackwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, argmax, dy, dx);
+  }
   CheckLaunch("MaxPool2dBackward");
 }
 
@@ -323,8 +333,13 @@ void CudaBackend::AvgPool2dForward(int64_t planes, int64_t height, int64_t width
   const int64_t total = planes * out_h * out_w;
   if (out_h <= 0 || out_w <= 0 || total <= 0) return;
   Activate();
-  cuda_internal::AvgPoolForwardKernel<<<BlocksFor(total), kThreads, 0, stream_>>>(
-      planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), x, y);
+  if (cuda_internal::Fits32(std::max(total, planes * height * width))) {
+    cuda_internal::AvgPoolForwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), x, y);
+  } else {
+    cuda_internal::AvgPoolForwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), x, y);
+  }
   CheckLaunch("AvgPool2dForward");
 }
 
@@ -335,8 +350,13 @@ void CudaBackend::AvgPool2dBackward(int64_t planes, int64_t height, int64_t widt
   Activate();
   const int64_t out_h = std::max<int64_t>(0, OutSize(height, size, stride, 0));
   const int64_t out_w = std::max<int64_t>(0, OutSize(width, size, stride, 0));
-  cuda_internal::AvgPoolBackwardKernel<<<BlocksFor(total), kThreads, 0, stream_>>>(
-      planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), dy, dx);
+  if (cuda_internal::Fits32(std::max(total, planes * out_h * out_w))) {
+    cuda_internal::AvgPoolBackwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), dy, dx);
+  } else {
+    cuda_internal::AvgPoolBackwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
+        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), dy, dx);
+  }
   CheckLaunch("AvgPool2dBackward");
 }
 
