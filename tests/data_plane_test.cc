@@ -201,6 +201,40 @@ class DataPlaneServerTest : public ::testing::Test {
     close(fd);
   }
 
+  // The weights of version 1 of a fresh job of the fixture's spec after `gradient` (its whole
+  // arena, 10 samples) was pushed in one frame.
+  std::vector<float> WeightsAfterWholePush(const std::vector<float>& gradient) {
+    auto id = manager_->Submit(Spec(1, "{type: sgd, learning_rate: 0.1}"));
+    EXPECT_OK(id);
+    auto client = GrpcParameterClient::Connect("127.0.0.1:" + std::to_string(server_->port()), kIo);
+    EXPECT_OK(client);
+    if (!id.ok() || !client.ok()) return {};
+    auto reg = (*client)->Register(*id, "w", absl::Now() + kIo);
+    EXPECT_OK(reg);
+    if (!reg.ok()) return {};
+    v1::DataRequest request;
+    request.mutable_push()->set_job_id(*id);
+    request.mutable_push()->set_worker_id(reg->worker_id());
+    request.mutable_push()->set_sample_count(10);
+    request.set_token(reg->data_token());
+    request.set_deadline_ms(10000);
+    const int fd = Connect();
+    EXPECT_OK(WriteDataFrame(fd, request, gradient.data(), gradient.size() * sizeof(float),
+                             absl::Now() + kIo));
+    v1::DataResponse response;
+    EXPECT_OK(ReadDataFrameHeader(fd, &response, absl::Now() + kIo, kIo).status());
+    EXPECT_EQ(response.code(), 0) << response.message();
+    close(fd);
+    auto job = manager_->Get(*id);
+    EXPECT_OK(job);
+    if (!job.ok()) return {};
+    auto version = (*job)->WaitForVersion(1, absl::Now() + kIo);
+    EXPECT_OK(version);
+    if (!version.ok()) return {};
+    return std::vector<float>(version->values->data(),
+                              version->values->data() + version->values->size());
+  }
+
   std::unique_ptr<JobManager> manager_;
   std::unique_ptr<GrpcServer> server_;
   std::string job_id_;
@@ -231,8 +265,7 @@ TEST_F(DataPlaneServerTest, RefusesOversizeHeader) {
 
 TEST_F(DataPlaneServerTest, RefusesWrongPayloadSizes) {
   for (const uint64_t bytes : {uint64_t{0}, static_cast<uint64_t>(arena_bytes_ - 4),
-                               static_cast<uint64_t>(arena_bytes_ + 2),
-                               uint64_t{1} << 62}) {
+                               static_cast<uint64_t>(arena_bytes_ + 2), uint64_t{1} << 62}) {
     SCOPED_TRACE(bytes);
     const int fd = Connect();
     v1::DataRequest request;
@@ -260,6 +293,116 @@ TEST_F(DataPlaneServerTest, RefusesWrongPayloadSizes) {
   fd = Connect();
   ASSERT_OK(WriteDataFrame(fd, pull, nullptr, 0, absl::Now() + kIo));
   ExpectRefused(fd, absl::StatusCode::kInvalidArgument, "offset");
+  ExpectStillServing();
+}
+
+// A push request of the fixture's worker (a part when `part`), at byte `offset`.
+v1::DataRequest PushRequest(const std::string& job_id, const v1::RegisterWorkerResponse& reg,
+                            int64_t offset, bool part) {
+  v1::DataRequest request;
+  request.mutable_push()->set_job_id(job_id);
+  request.mutable_push()->set_worker_id(reg.worker_id());
+  request.mutable_push()->set_sample_count(10);
+  request.set_token(reg.data_token());
+  request.set_offset_bytes(offset);
+  request.set_part(part);
+  request.set_deadline_ms(10000);
+  return request;
+}
+
+// A gradient pushed in two parts and a final frame ends in the same weights, bit for bit, as
+// the same gradient pushed whole (to a second job of the same spec).
+TEST_F(DataPlaneServerTest, TakesAGradientInParts) {
+  const int64_t floats = arena_bytes_ / 4;
+  std::vector<float> gradient(floats);
+  for (int64_t i = 0; i < floats; ++i) gradient[i] = 0.01f * static_cast<float>((i * 37) % 23 - 11);
+  const int64_t a = floats / 3 * 4, b = floats * 2 / 3 * 4;  // byte offsets of the parts
+  const int fd = Connect();
+  const char* bytes = reinterpret_cast<const char*>(gradient.data());
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, b, true), bytes + b, arena_bytes_ - b,
+                           absl::Now() + kIo));
+  ASSERT_OK(
+      WriteDataFrame(fd, PushRequest(job_id_, reg_, a, true), bytes + a, b - a, absl::Now() + kIo));
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, 0, false), bytes, a, absl::Now() + kIo));
+  v1::DataResponse response;  // the final frame's answer is the first and only one
+  auto payload = ReadDataFrameHeader(fd, &response, absl::Now() + kIo, kIo);
+  ASSERT_OK(payload);
+  EXPECT_EQ(response.code(), 0) << response.message();
+  EXPECT_FALSE(response.duplicate());
+  close(fd);
+  auto job = manager_->Get(job_id_);
+  ASSERT_OK(job);
+  auto in_parts = (*job)->WaitForVersion(1, absl::Now() + kIo);
+  ASSERT_OK(in_parts);
+
+  const std::vector<float> whole = WeightsAfterWholePush(gradient);
+  ASSERT_EQ(in_parts->values->size(), static_cast<int64_t>(whole.size()));
+  EXPECT_EQ(std::memcmp(in_parts->values->data(), whole.data(), arena_bytes_), 0);
+}
+
+// The client's side: PushPart hands the complete top of the gradient to a sender thread that
+// writes it while the caller goes on, and Push sends the rest; the job ends where the same
+// gradient pushed whole takes it.
+TEST_F(DataPlaneServerTest, ClientSendsPartsWhileTheCallerGoesOn) {
+  auto id = manager_->Submit(Spec(1, "{type: sgd, learning_rate: 0.1}"));
+  ASSERT_OK(id);
+  auto grpc_client =
+      GrpcParameterClient::Connect("127.0.0.1:" + std::to_string(server_->port()), kIo);
+  ASSERT_OK(grpc_client);
+  TcpClientOptions required;
+  required.required = true;
+  TcpParameterClient client(std::move(*grpc_client), required);
+  auto reg = client.Register(*id, "w", absl::Now() + kIo);
+  ASSERT_OK(reg);
+  auto job = manager_->Get(*id);
+  ASSERT_OK(job);
+  const int64_t floats = (*job)->arena_size();
+  Tensor gradients({floats});
+  for (int64_t i = 0; i < floats; ++i) gradients[i] = 0.02f * static_cast<float>((i * 11) % 7 - 3);
+  v1::PushHeader header;
+  header.set_job_id(*id);
+  header.set_worker_id(reg->worker_id());
+  header.set_sample_count(10);
+  const auto sent_parts = [&](int64_t want) {
+    for (int i = 0; i < 5000 && client.parts_sent() < want; ++i)
+      absl::SleepFor(absl::Milliseconds(1));
+    return client.parts_sent();
+  };
+  client.PushPart(header, (*job)->layout(), gradients, floats / 2, absl::Now() + kIo);
+  EXPECT_EQ(sent_parts(1), 1);
+  client.PushPart(header, (*job)->layout(), gradients, floats / 4, absl::Now() + kIo);
+  EXPECT_EQ(sent_parts(2), 2);
+  header.set_loss_sum(1.5);
+  auto pushed = client.Push(header, (*job)->layout(), gradients, absl::Now() + kIo);
+  ASSERT_OK(pushed);
+  EXPECT_FALSE(pushed->duplicate());
+  EXPECT_EQ(client.parts_sent(), 2);
+  auto in_parts = (*job)->WaitForVersion(1, absl::Now() + kIo);
+  ASSERT_OK(in_parts);
+  const std::vector<float> whole =
+      WeightsAfterWholePush(std::vector<float>(gradients.data(), gradients.data() + floats));
+  ASSERT_EQ(in_parts->values->size(), static_cast<int64_t>(whole.size()));
+  EXPECT_EQ(std::memcmp(in_parts->values->data(), whole.data(), floats * sizeof(float)), 0);
+}
+
+TEST_F(DataPlaneServerTest, RefusesPartsThatDoNotFit) {
+  std::vector<char> zeros(arena_bytes_);
+  // A part that does not end at the arena's end, one at offset 0, and a final frame that
+  // resends what a part carried.
+  int fd = Connect();
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, 8, true), zeros.data(), arena_bytes_ - 16,
+                           absl::Now() + kIo));
+  ExpectRefused(fd, absl::StatusCode::kInvalidArgument, "a part ending at byte");
+  fd = Connect();
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, 0, true), zeros.data(), arena_bytes_,
+                           absl::Now() + kIo));
+  ExpectRefused(fd, absl::StatusCode::kInvalidArgument, "positive offset");
+  fd = Connect();
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, arena_bytes_ / 2, true), zeros.data(),
+                           arena_bytes_ / 2, absl::Now() + kIo));
+  ASSERT_OK(WriteDataFrame(fd, PushRequest(job_id_, reg_, 0, false), zeros.data(), arena_bytes_,
+                           absl::Now() + kIo));
+  ExpectRefused(fd, absl::StatusCode::kInvalidArgument, "the rest of the step's gradient");
   ExpectStillServing();
 }
 

@@ -67,8 +67,23 @@ absl::Status Answer(int fd, const absl::Status& status, bool closing, v1::DataRe
 }
 
 // One connection's state: the reused gradient buffer of the job it pushes to.
+// A connection's state: the gradient buffer it reads pushes into, and the step whose parts it
+// is receiving (the bytes from parts_from to the arena's end have come; their first error).
 struct Session {
   Tensor gradients;
+  bool in_parts = false;
+  uint64_t parts_from = 0;
+  std::string parts_worker;
+  int64_t parts_clock = 0;
+  absl::Status part_error;
+
+  void EndParts() {
+    in_parts = false;
+    parts_from = 0;
+    parts_worker.clear();
+    parts_clock = 0;
+    part_error = absl::OkStatus();
+  }
 };
 
 }  // namespace
@@ -228,20 +243,55 @@ void DataPlaneServer::Serve(Connection* connection) {
     const uint64_t arena_bytes = static_cast<uint64_t>(job.arena_size()) * sizeof(float);
 
     if (push) {
-      if (request.offset_bytes() != 0 || *payload != arena_bytes || request.push().shared_memory()) {
+      // Parts of another step or worker than the ones under way: those were abandoned.
+      if (session.in_parts &&
+          (session.parts_worker != worker_id || session.parts_clock != request.push().clock())) {
+        session.EndParts();
+      }
+      // The range this push must carry: it ends where the step's parts so far begin.
+      const uint64_t end = session.in_parts ? session.parts_from : arena_bytes;
+      const uint64_t offset = static_cast<uint64_t>(std::max<int64_t>(0, request.offset_bytes()));
+      const bool part = request.part();
+      const bool fits = request.offset_bytes() >= 0 && offset % sizeof(float) == 0 &&
+                        *payload % sizeof(float) == 0 && *payload <= end &&
+                        offset == end - *payload &&
+                        (part ? offset > 0 && *payload > 0 : offset == 0);
+      if (!fits || request.push().shared_memory()) {
+        std::string wanted =
+            part ? absl::StrCat("a part ending at byte ", end,
+                                " (where the step's parts so far begin), at a positive offset")
+            : session.in_parts
+                ? absl::StrCat("the rest of the step's gradient after its parts, bytes [0, ", end,
+                               ")")
+                : absl::StrCat("its whole arena of ", arena_bytes, " bytes at offset 0");
         refuse(absl::InvalidArgumentError(absl::StrCat(
-            "data plane: a push of ", *payload, " bytes at offset ", request.offset_bytes(),
-            "; job ", job_id, " takes its whole arena of ", arena_bytes, " bytes at offset 0")));
+            "data plane: a push", part ? " part" : "", " of ", *payload, " bytes at offset ",
+            request.offset_bytes(), "; job ", job_id, " takes ", wanted)));
         return;
       }
       if (session.gradients.size() != job.arena_size()) {
         session.gradients = Tensor({job.arena_size()});
       }
-      if (absl::Status s = RecvAll(fd, session.gradients.data(), arena_bytes, deadline); !s.ok()) {
-        return;  // truncated or too slow: nothing was counted
+      if (absl::Status s = RecvAll(fd, reinterpret_cast<char*>(session.gradients.data()) + offset,
+                                   *payload, deadline);
+          !s.ok()) {
+        return;  // truncated or too slow: what the job counted of it, it counts once
       }
-      const GradientPush gradient = PushOf(request.push(), &session.gradients);
-      absl::StatusOr<bool> duplicate = job.PushGradients(gradient);
+      GradientPush gradient = PushOf(request.push(), &session.gradients);
+      if (part) {
+        // Counted as the gradient complete from here up (the job applies what every worker
+        // has delivered); its error waits for the final push.
+        gradient.ready_from = static_cast<int64_t>(offset / sizeof(float));
+        if (session.part_error.ok()) session.part_error = job.PushGradients(gradient).status();
+        session.in_parts = true;
+        session.parts_from = offset;
+        session.parts_worker = worker_id;
+        session.parts_clock = request.push().clock();
+        continue;
+      }
+      absl::StatusOr<bool> duplicate =
+          session.part_error.ok() ? job.PushGradients(gradient) : session.part_error;
+      session.EndParts();
       v1::DataResponse response;
       if (duplicate.ok()) response.set_duplicate(*duplicate);
       if (!Answer(fd, duplicate.status(), false, response, nullptr, 0, deadline).ok()) return;

@@ -48,8 +48,20 @@ TcpParameterClient::TcpParameterClient(std::unique_ptr<GrpcParameterClient> cont
     : control_(std::move(control)), options_(options) {}
 
 TcpParameterClient::~TcpParameterClient() {
+  std::unique_ptr<PartPush> parts;
+  {
+    absl::MutexLock lock(&parts_mu_);
+    parts = std::move(parts_);
+  }
+  uint64_t connection = 0;
+  if (parts != nullptr) FinishParts(std::move(parts), &connection);
   absl::MutexLock lock(&mu_);
   CloseLocked();
+}
+
+int64_t TcpParameterClient::parts_sent() const {
+  absl::MutexLock lock(&mu_);
+  return parts_sent_;
 }
 
 bool TcpParameterClient::data_plane_active() const {
@@ -66,6 +78,7 @@ absl::Status TcpParameterClient::ConnectLocked(absl::Time deadline) {
   CloseLocked();
   ASSIGN_OR_RETURN(fd_, ConnectTcp(data_address_,
                                    std::min(deadline, absl::Now() + options_.connect_timeout)));
+  ++connection_;
   return absl::OkStatus();
 }
 
@@ -104,12 +117,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> TcpParameterClient::Register(
   return response;
 }
 
-absl::StatusOr<uint64_t> TcpParameterClient::ExchangeLocked(v1::DataRequest* request,
-                                                            const void* payload,
-                                                            uint64_t payload_bytes,
-                                                            absl::Time deadline,
-                                                            v1::DataResponse* response,
-                                                            bool* unusable) {
+absl::StatusOr<uint64_t> TcpParameterClient::ExchangeLocked(
+    v1::DataRequest* request, const void* payload, uint64_t payload_bytes,
+    uint64_t fresh_payload_bytes, absl::Time deadline, v1::DataResponse* response,
+    bool* unusable) {
   request->set_token(token_);
   absl::Status last;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -119,6 +130,7 @@ absl::StatusOr<uint64_t> TcpParameterClient::ExchangeLocked(v1::DataRequest* req
         *unusable = true;  // gone (a restarted server listens elsewhere)
         break;
       }
+      payload_bytes = fresh_payload_bytes;
     }
     request->set_deadline_ms(
         std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now())));
@@ -163,9 +175,119 @@ void TcpParameterClient::FallBackLocked(const absl::Status& why) {
   data_address_.clear();
 }
 
+void TcpParameterClient::SendParts(PartPush* parts) {
+  while (true) {
+    int64_t from, to;
+    {
+      absl::MutexLock lock(&parts->mu);
+      auto due = [parts]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(parts->mu) {
+        return parts->finishing || (parts->ready > 0 && parts->ready < parts->sent);
+      };
+      parts->mu.Await(absl::Condition(&due));
+      // What is complete when Push comes goes with its final frame.
+      if (parts->finishing) return;
+      from = parts->ready;
+      to = parts->sent;
+    }
+    absl::Status sent = absl::UnavailableError("the connection the parts began on is gone");
+    {
+      absl::MutexLock lock(&mu_);
+      if (fd_ >= 0 && connection_ == parts->connection) {
+        v1::DataRequest request;
+        *request.mutable_push() = parts->header;
+        request.set_token(token_);
+        request.set_part(true);
+        request.set_offset_bytes(from * static_cast<int64_t>(sizeof(float)));
+        request.set_deadline_ms(
+            std::max<int64_t>(1, absl::ToInt64Milliseconds(parts->deadline - absl::Now())));
+        sent = WriteDataFrame(fd_, request, parts->gradients + from,
+                              static_cast<uint64_t>(to - from) * sizeof(float), parts->deadline);
+        if (sent.ok()) {
+          ++parts_sent_;
+        } else {
+          CloseLocked();  // Push reconnects and sends the whole gradient
+        }
+      }
+    }
+    absl::MutexLock lock(&parts->mu);
+    if (!sent.ok()) {
+      parts->failed = true;
+      return;
+    }
+    parts->sent = from;
+  }
+}
+
+int64_t TcpParameterClient::FinishParts(std::unique_ptr<PartPush> parts, uint64_t* connection) {
+  {
+    absl::MutexLock lock(&parts->mu);
+    parts->finishing = true;
+  }
+  parts->thread.join();
+  absl::MutexLock lock(&parts->mu);
+  *connection = parts->connection;
+  return parts->failed ? parts->arena : parts->sent;
+}
+
+void TcpParameterClient::PushPart(const v1::PushHeader& header,
+                                  const std::vector<ParamInfo>& layout, const Tensor& gradients,
+                                  int64_t ready_from, absl::Time deadline) {
+  if (ready_from <= 0) return;
+  absl::MutexLock parts_lock(&parts_mu_);
+  if (parts_ != nullptr) {
+    if (parts_->header.clock() == header.clock() && parts_->header.step() == header.step() &&
+        parts_->gradients == gradients.data()) {
+      absl::MutexLock lock(&parts_->mu);
+      parts_->ready = std::min(parts_->ready, ready_from);
+      return;
+    }
+    uint64_t connection = 0;  // a step that never pushed: its parts are dropped
+    FinishParts(std::move(parts_), &connection);
+  }
+  uint64_t connection = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (data_address_.empty() || shared_memory_) {
+      // Shared memory or gRPC: their own parts.
+      control_->PushPart(header, layout, gradients, ready_from, deadline);
+      return;
+    }
+    if (fd_ < 0 || gradients.size() < LayoutSize(layout)) return;  // Push sends it whole
+    connection = connection_;
+  }
+  auto parts = std::make_unique<PartPush>();
+  parts->header = header;
+  parts->gradients = gradients.data();
+  parts->arena = gradients.size();
+  parts->deadline = Bounded(deadline);
+  parts->connection = connection;
+  {
+    absl::MutexLock lock(&parts->mu);
+    parts->ready = std::min(ready_from, parts->arena);
+    parts->sent = parts->arena;
+  }
+  PartPush* raw = parts.get();
+  parts->thread = std::thread([this, raw] { SendParts(raw); });
+  parts_ = std::move(parts);
+}
+
 absl::StatusOr<v1::PushGradientsResponse> TcpParameterClient::Push(
     const v1::PushHeader& header, const std::vector<ParamInfo>& layout, const Tensor& gradients,
     absl::Time deadline) {
+  // Where this step's parts begin (on which connection): the final frame carries the rest.
+  int64_t sent = gradients.size();
+  uint64_t parts_connection = 0;
+  {
+    absl::MutexLock parts_lock(&parts_mu_);
+    if (parts_ != nullptr) {
+      const bool same = parts_->header.clock() == header.clock() &&
+                        parts_->header.step() == header.step() &&
+                        parts_->gradients == gradients.data() &&
+                        parts_->arena == gradients.size();
+      const int64_t from = FinishParts(std::move(parts_), &parts_connection);
+      if (same) sent = from;
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!data_address_.empty() && !shared_memory_) {
@@ -174,15 +296,19 @@ absl::StatusOr<v1::PushGradientsResponse> TcpParameterClient::Push(
             absl::StrCat("push of step ", header.step(), ": a gradient arena of ",
                          gradients.size(), " floats, the layout needs ", LayoutSize(layout)));
       }
+      const uint64_t whole = static_cast<uint64_t>(gradients.size()) * sizeof(float);
+      // Parts went on this very connection: the rest; else (none, or another connection) all.
+      const bool after_parts = sent < gradients.size() && fd_ >= 0 &&
+                               connection_ == parts_connection;
       v1::DataRequest request;
       *request.mutable_push() = header;
       request.set_offset_bytes(0);
       v1::DataResponse response;
       bool unusable = false;
-      absl::StatusOr<uint64_t> payload =
-          ExchangeLocked(&request, gradients.data(),
-                         static_cast<uint64_t>(gradients.size()) * sizeof(float),
-                         Bounded(deadline), &response, &unusable);
+      absl::StatusOr<uint64_t> payload = ExchangeLocked(
+          &request, gradients.data(),
+          after_parts ? static_cast<uint64_t>(sent) * sizeof(float) : whole, whole,
+          Bounded(deadline), &response, &unusable);
       if (payload.ok() && *payload != 0) {
         CloseLocked();
         return absl::InternalError(absl::StrCat("data plane at ", data_address_,
@@ -223,7 +349,7 @@ absl::StatusOr<PullResult> TcpParameterClient::Pull(const std::string& job_id,
       v1::DataResponse response;
       bool unusable = false;
       absl::StatusOr<uint64_t> payload =
-          ExchangeLocked(&request, nullptr, 0, bounded, &response, &unusable);
+          ExchangeLocked(&request, nullptr, 0, 0, bounded, &response, &unusable);
       if (payload.ok()) return ReadParametersLocked(response, *payload, needed, values, bounded);
       if (!unusable) return payload.status();
       FallBackLocked(payload.status());
@@ -253,16 +379,6 @@ absl::StatusOr<PullResult> TcpParameterClient::ReadParametersLocked(
                                                 ": parameters: ", s.message()));
   }
   return result;
-}
-
-void TcpParameterClient::PushPart(const v1::PushHeader& header,
-                                  const std::vector<ParamInfo>& layout, const Tensor& gradients,
-                                  int64_t ready_from, absl::Time deadline) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!data_address_.empty() && !shared_memory_) return;
-  }
-  control_->PushPart(header, layout, gradients, ready_from, deadline);
 }
 
 absl::StatusOr<SharedArenas> TcpParameterClient::UseSharedMemory(const std::string& job_id,

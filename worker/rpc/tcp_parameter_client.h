@@ -9,7 +9,9 @@
 // Register opens one persistent TCP connection to the address the registration offers
 // (RegisterWorkerResponse.data_address) and keeps the token that every frame carries. A push
 // is sent with one gathering send straight from the gradient arena; a pull's parameters are
-// read straight into the values arena. A broken connection is reopened once per call. Without
+// read straight into the values arena. While backward runs, PushPart hands the complete top of
+// the gradient to a sender thread that writes it as parts (data_plane.proto), so that Push has
+// only the rest to send. A broken connection is reopened once per call. Without
 // a data plane (none offered, or unreachable at Register: one warning line), once it becomes
 // unusable (it cannot be reached, or no longer knows this worker: a restarted server; one
 // warning line), or once shared memory is in use, pushes and pulls go over gRPC as before. Thread-safe (pushes and pulls are serialized on the
@@ -19,6 +21,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -71,19 +74,45 @@ class TcpParameterClient : public ParameterClient {
   absl::StatusOr<SharedArenas> UseSharedMemory(const std::string& job_id,
                                                const std::string& worker_id,
                                                absl::Time deadline) override;
-  bool TakesGradientParts() const override { return control_->TakesGradientParts(); }
-  // Over the data plane the whole gradient goes with the Push: parts are ignored.
+  bool TakesGradientParts() const override { return true; }
+  // Over the data plane: [ready_from, what is sent) goes as a part from a sender thread while
+  // the caller goes on; Push then sends the rest. PushPart and Push of one step come from one
+  // thread, and `gradients` must stay as it is until Push returns.
   void PushPart(const v1::PushHeader& header, const std::vector<ParamInfo>& layout,
                 const Tensor& gradients, int64_t ready_from, absl::Time deadline) override;
 
+  // Parts written on the data plane so far (for tests and benchmarks).
+  int64_t parts_sent() const;
+
  private:
+  // One step's push in parts: the sender thread's work (see PushPart).
+  struct PartPush {
+    v1::PushHeader header;
+    const float* gradients = nullptr;
+    int64_t arena = 0;       // floats
+    absl::Time deadline;
+    uint64_t connection = 0;  // the connection the parts go on (connection_)
+    std::thread thread;
+    absl::Mutex mu;
+    int64_t ready ABSL_GUARDED_BY(mu) = 0;  // complete from here up
+    int64_t sent ABSL_GUARDED_BY(mu) = 0;   // sent from here up
+    bool finishing ABSL_GUARDED_BY(mu) = false;
+    bool failed ABSL_GUARDED_BY(mu) = false;
+  };
+  void SendParts(PartPush* parts);  // the sender thread
+  // Stops the sender thread; returns where its parts begin (arena when none or they failed).
+  int64_t FinishParts(std::unique_ptr<PartPush> parts, uint64_t* connection);
+
   // Sends `request` with `payload` and reads the answer's header, reopening a broken
-  // connection once. Returns the answer's payload size, still to be read from fd_.
+  // connection once (on a new connection it sends `fresh_payload_bytes` instead: the parts of
+  // a push went with the old one). Returns the answer's payload size, still to be read from
+  // fd_.
   // *unusable tells that the plane cannot serve this worker (it cannot be reached, or does not
   // know the token: a restarted server): the call should go over gRPC instead.
   absl::StatusOr<uint64_t> ExchangeLocked(v1::DataRequest* request, const void* payload,
-                                          uint64_t payload_bytes, absl::Time deadline,
-                                          v1::DataResponse* response, bool* unusable)
+                                          uint64_t payload_bytes, uint64_t fresh_payload_bytes,
+                                          absl::Time deadline, v1::DataResponse* response,
+                                          bool* unusable)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads a pull's parameters (`payload` bytes) straight into *values.
   absl::StatusOr<PullResult> ReadParametersLocked(const v1::DataResponse& response,
@@ -103,6 +132,12 @@ class TcpParameterClient : public ParameterClient {
   std::string token_ ABSL_GUARDED_BY(mu_);
   bool shared_memory_ ABSL_GUARDED_BY(mu_) = false;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t connection_ ABSL_GUARDED_BY(mu_) = 0;  // counts the connections opened
+  int64_t parts_sent_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // The step being pushed in parts (the pushing thread's; the mutex guards the handover).
+  absl::Mutex parts_mu_;
+  std::unique_ptr<PartPush> parts_ ABSL_GUARDED_BY(parts_mu_);
 };
 
 }  // namespace psgrid
