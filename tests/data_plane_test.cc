@@ -656,7 +656,9 @@ Tensor Train(const v1::JobSpec& spec, bool tcp) {
       std::unique_ptr<ParameterClient> client;
       TcpParameterClient* tcp_client = nullptr;
       if (tcp) {
-        auto c = std::make_unique<TcpParameterClient>(std::move(*grpc_client), Required());
+        TcpClientOptions options = Required();
+        options.stream_part_floats = 8;  // every push streams in parts of 8 floats
+        auto c = std::make_unique<TcpParameterClient>(std::move(*grpc_client), options);
         tcp_client = c.get();
         client = std::move(c);
       } else {
@@ -670,6 +672,7 @@ Tensor Train(const v1::JobSpec& spec, bool tcp) {
       EXPECT_OK(Worker(client.get(), &backend, options).Run());
       if (tcp_client != nullptr) {
         EXPECT_TRUE(tcp_client->data_plane_active());
+        EXPECT_GT(tcp_client->parts_sent(), 0);
       }
     });
   }

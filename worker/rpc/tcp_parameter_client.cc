@@ -193,20 +193,7 @@ void TcpParameterClient::SendParts(PartPush* parts) {
     {
       absl::MutexLock lock(&mu_);
       if (fd_ >= 0 && connection_ == parts->connection) {
-        v1::DataRequest request;
-        *request.mutable_push() = parts->header;
-        request.set_token(token_);
-        request.set_part(true);
-        request.set_offset_bytes(from * static_cast<int64_t>(sizeof(float)));
-        request.set_deadline_ms(
-            std::max<int64_t>(1, absl::ToInt64Milliseconds(parts->deadline - absl::Now())));
-        sent = WriteDataFrame(fd_, request, parts->gradients + from,
-                              static_cast<uint64_t>(to - from) * sizeof(float), parts->deadline);
-        if (sent.ok()) {
-          ++parts_sent_;
-        } else {
-          CloseLocked();  // Push reconnects and sends the whole gradient
-        }
+        sent = WritePartLocked(parts->header, parts->gradients, from, to, parts->deadline);
       }
     }
     absl::MutexLock lock(&parts->mu);
@@ -216,6 +203,25 @@ void TcpParameterClient::SendParts(PartPush* parts) {
     }
     parts->sent = from;
   }
+}
+
+absl::Status TcpParameterClient::WritePartLocked(const v1::PushHeader& header,
+                                                const float* gradients, int64_t from,
+                                                int64_t to, absl::Time deadline) {
+  v1::DataRequest request;
+  *request.mutable_push() = header;
+  request.set_token(token_);
+  request.set_part(true);
+  request.set_offset_bytes(from * static_cast<int64_t>(sizeof(float)));
+  request.set_deadline_ms(std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now())));
+  absl::Status sent = WriteDataFrame(fd_, request, gradients + from,
+                                     static_cast<uint64_t>(to - from) * sizeof(float), deadline);
+  if (sent.ok()) {
+    ++parts_sent_;
+  } else {
+    CloseLocked();  // Push reconnects and sends the whole gradient
+  }
+  return sent;
 }
 
 int64_t TcpParameterClient::FinishParts(std::unique_ptr<PartPush> parts, uint64_t* connection) {
@@ -297,18 +303,28 @@ absl::StatusOr<v1::PushGradientsResponse> TcpParameterClient::Push(
                          gradients.size(), " floats, the layout needs ", LayoutSize(layout)));
       }
       const uint64_t whole = static_cast<uint64_t>(gradients.size()) * sizeof(float);
+      const absl::Time bounded = Bounded(deadline);
       // Parts went on this very connection: the rest; else (none, or another connection) all.
       const bool after_parts = sent < gradients.size() && fd_ >= 0 &&
                                connection_ == parts_connection;
+      int64_t rest = after_parts ? sent : gradients.size();
+      // A large rest streams in parts too, so that the server's check and update of each
+      // range overlap the transfer of the next. A failed write closed the connection: the
+      // exchange then opens a new one and sends everything.
+      const int64_t part = std::max<int64_t>(1, options_.stream_part_floats);
+      while (fd_ >= 0 && rest > 2 * part) {
+        const int64_t from = rest - part;
+        if (!WritePartLocked(header, gradients.data(), from, rest, bounded).ok()) break;
+        rest = from;
+      }
       v1::DataRequest request;
       *request.mutable_push() = header;
       request.set_offset_bytes(0);
       v1::DataResponse response;
       bool unusable = false;
-      absl::StatusOr<uint64_t> payload = ExchangeLocked(
-          &request, gradients.data(),
-          after_parts ? static_cast<uint64_t>(sent) * sizeof(float) : whole, whole,
-          Bounded(deadline), &response, &unusable);
+      absl::StatusOr<uint64_t> payload =
+          ExchangeLocked(&request, gradients.data(), static_cast<uint64_t>(rest) * sizeof(float),
+                         whole, bounded, &response, &unusable);
       if (payload.ok() && *payload != 0) {
         CloseLocked();
         return absl::InternalError(absl::StrCat("data plane at ", data_address_,

@@ -11,7 +11,8 @@
 // is sent with one gathering send straight from the gradient arena; a pull's parameters are
 // read straight into the values arena. While backward runs, PushPart hands the complete top of
 // the gradient to a sender thread that writes it as parts (data_plane.proto), so that Push has
-// only the rest to send. A broken connection is reopened once per call. Without
+// only the rest to send; a large rest it streams as parts too (stream_part_floats), from the
+// top, so that the server checks and applies each range while the next arrives. A broken connection is reopened once per call. Without
 // a data plane (none offered, or unreachable at Register: one warning line), once it becomes
 // unusable (it cannot be reached, or no longer knows this worker: a restarted server; one
 // warning line), or once shared memory is in use, pushes and pulls go over gRPC as before. Thread-safe (pushes and pulls are serialized on the
@@ -41,6 +42,9 @@ struct TcpClientOptions {
   // How long opening the connection may take (within the call's deadline).
   absl::Duration connect_timeout = absl::Seconds(5);
   bool quiet = false;  // no warning line on stderr
+  // Push streams a gradient's rest of more than twice this many floats as parts of this size,
+  // from the top: the server checks and applies each range while the next one arrives.
+  int64_t stream_part_floats = int64_t{1} << 16;  // 256 KiB
 };
 
 class TcpParameterClient : public ParameterClient {
@@ -100,6 +104,11 @@ class TcpParameterClient : public ParameterClient {
     bool failed ABSL_GUARDED_BY(mu) = false;
   };
   void SendParts(PartPush* parts);  // the sender thread
+  // Writes [from, to) of `gradients` as a part frame (no answer). On failure the connection
+  // is closed.
+  absl::Status WritePartLocked(const v1::PushHeader& header, const float* gradients,
+                               int64_t from, int64_t to, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the sender thread; returns where its parts begin (arena when none or they failed).
   int64_t FinishParts(std::unique_ptr<PartPush> parts, uint64_t* connection);
 
