@@ -136,15 +136,12 @@ void CudaBackend::Im2ColBatch(const Conv2dShape& s, int64_t samples, const float
   const int64_t row = samples * s.out_h() * s.out_w();
   const int64_t rows = s.channels * s.kernel * s.kernel;
   const dim3 grid = cuda_internal::RowsGrid(row, s.channels);
-  if (cuda_internal::Fits32(std::max(rows * row, samples * s.channels * s.height * s.width))) {
-    cuda_internal::Im2ColBatchKernel<int32_t>
-        <<<grid, kThreads, 0, stream_>>>(samples, s.channels, s.height, s.width, s.kernel, s.stride,
-                                         s.padding, s.out_h(), s.out_w(), x, cols);
-  } else {
-    cuda_internal::Im2ColBatchKernel<int64_t>
-        <<<grid, kThreads, 0, stream_>>>(samples, s.channels, s.height, s.width, s.kernel, s.stride,
-                                         s.padding, s.out_h(), s.out_w(), x, cols);
-  }
+  cuda_internal::WithIndexType(
+      std::max(rows * row, samples * s.channels * s.height * s.width), [&](auto index) {
+        cuda_internal::Im2ColBatchKernel<decltype(index)>
+            <<<grid, kThreads, 0, stream_>>>(samples, s.channels, s.height, s.width, s.kernel,
+                                             s.stride, s.padding, s.out_h(), s.out_w(), x, cols);
+      });
 }
 
 int64_t CudaBackend::Conv2dWorkspaceFloats(const Conv2dShape& s) {
@@ -170,13 +167,10 @@ void CudaBackend::Conv2dForward(const Conv2dShape& s, const float* x, const floa
     CheckLaunch("Conv2dForward (columns)");
     Gemm(Trans::kNo, Trans::kNo, s.filters, nb * plane, patch, 1.0f, w, cols, 0.0f, yt);
     const dim3 grid = cuda_internal::RowsGrid(nb * plane, s.filters);
-    if (cuda_internal::Fits32(nb * sample_out)) {
-      cuda_internal::FromFilterMajorKernel<int32_t>
+    cuda_internal::WithIndexType(nb * sample_out, [&](auto index) {
+      cuda_internal::FromFilterMajorKernel<decltype(index)>
           <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, yt, bias, y + n0 * sample_out);
-    } else {
-      cuda_internal::FromFilterMajorKernel<int64_t>
-          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, yt, bias, y + n0 * sample_out);
-    }
+    });
     CheckLaunch("Conv2dForward (to NCHW)");
   }
 }
@@ -202,13 +196,10 @@ void CudaBackend::Conv2dBackward(const Conv2dShape& s, const float* x, const flo
     float* cols = workspace;
     float* dyt = workspace + patch * nb * plane;
     const dim3 grid = cuda_internal::RowsGrid(nb * plane, s.filters);
-    if (cuda_internal::Fits32(nb * sample_out)) {
-      cuda_internal::ToFilterMajorKernel<int32_t>
+    cuda_internal::WithIndexType(nb * sample_out, [&](auto index) {
+      cuda_internal::ToFilterMajorKernel<decltype(index)>
           <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, dy + n0 * sample_out, dyt);
-    } else {
-      cuda_internal::ToFilterMajorKernel<int64_t>
-          <<<grid, kThreads, 0, stream_>>>(nb, s.filters, plane, dy + n0 * sample_out, dyt);
-    }
+    });
     CheckLaunch("Conv2dBackward (from NCHW)");
     Im2ColBatch(s, nb, x + n0 * sample_in, cols);
     CheckLaunch("Conv2dBackward (columns)");
@@ -220,15 +211,12 @@ void CudaBackend::Conv2dBackward(const Conv2dShape& s, const float* x, const flo
     // weight gradient read them), folded back onto the images.
     Gemm(Trans::kYes, Trans::kNo, patch, nb * plane, s.filters, 1.0f, w, dyt, 0.0f, cols);
     const int64_t dx_total = nb * sample_in;
-    if (cuda_internal::Fits32(std::max(dx_total, patch * nb * plane))) {
-      cuda_internal::Col2ImBatchKernel<int32_t><<<BlocksFor(dx_total), kThreads, 0, stream_>>>(
-          nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
-          cols, dx + n0 * sample_in);
-    } else {
-      cuda_internal::Col2ImBatchKernel<int64_t><<<BlocksFor(dx_total), kThreads, 0, stream_>>>(
-          nb, s.channels, s.height, s.width, s.kernel, s.stride, s.padding, s.out_h(), s.out_w(),
-          cols, dx + n0 * sample_in);
-    }
+    cuda_internal::WithIndexType(std::max(dx_total, patch * nb * plane), [&](auto index) {
+      cuda_internal::Col2ImBatchKernel<decltype(index)>
+          <<<BlocksFor(dx_total), kThreads, 0, stream_>>>(nb, s.channels, s.height, s.width,
+                                                          s.kernel, s.stride, s.padding, s.out_h(),
+                                                          s.out_w(), cols, dx + n0 * sample_in);
+    });
     CheckLaunch("Conv2dBackward (images)");
   }
 }

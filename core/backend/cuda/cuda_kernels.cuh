@@ -33,6 +33,17 @@ inline unsigned BlocksFor(int64_t n, int threads = kThreads) {
 // the last stride past n included.
 inline bool Fits32(int64_t n) { return n <= INT32_MAX - kMaxBlocks * kThreads; }
 
+// Calls launch(int32_t{}) when every index below `extent` fits in 32 bits (Fits32), else
+// launch(int64_t{}): the launching lambda takes the kernel's index type from its argument.
+template <typename Launch>
+void WithIndexType(int64_t extent, Launch&& launch) {
+  if (Fits32(extent)) {
+    launch(int32_t{});
+  } else {
+    launch(int64_t{});
+  }
+}
+
 // Index of the calling thread in the grid, and the grid's size, for grid-stride loops.
 __device__ inline int64_t GlobalThread() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -298,13 +298,11 @@ void CudaBackend::MaxPool2dForward(int64_t planes, int64_t height, int64_t width
   const int64_t total = planes * out_h * out_w;
   if (out_h <= 0 || out_w <= 0 || total <= 0) return;
   Activate();
-  if (cuda_internal::Fits32(std::max(total, planes * height * width))) {
-    cuda_internal::MaxPoolForwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, x, y, argmax);
-  } else {
-    cuda_internal::MaxPoolForwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, x, y, argmax);
-  }
+  cuda_internal::WithIndexType(std::max(total, planes * height * width), [&](auto index) {
+    cuda_internal::MaxPoolForwardKernel<decltype(index)>
+        <<<BlocksFor(total), kThreads, 0, stream_>>>(planes, height, width, size, stride, out_h,
+                                                     out_w, x, y, argmax);
+  });
   CheckLaunch("MaxPool2dForward");
 }
 
@@ -316,13 +314,11 @@ void CudaBackend::MaxPool2dBackward(int64_t planes, int64_t height, int64_t widt
   Activate();
   const int64_t out_h = std::max<int64_t>(0, OutSize(height, size, stride, 0));
   const int64_t out_w = std::max<int64_t>(0, OutSize(width, size, stride, 0));
-  if (cuda_internal::Fits32(total)) {
-    cuda_internal::MaxPoolBackwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, argmax, dy, dx);
-  } else {
-    cuda_internal::MaxPoolBackwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, argmax, dy, dx);
-  }
+  cuda_internal::WithIndexType(total, [&](auto index) {
+    cuda_internal::MaxPoolBackwardKernel<decltype(index)>
+        <<<BlocksFor(total), kThreads, 0, stream_>>>(planes, height, width, size, stride, out_h,
+                                                     out_w, argmax, dy, dx);
+  });
   CheckLaunch("MaxPool2dBackward");
 }
 
@@ -333,13 +329,11 @@ void CudaBackend::AvgPool2dForward(int64_t planes, int64_t height, int64_t width
   const int64_t total = planes * out_h * out_w;
   if (out_h <= 0 || out_w <= 0 || total <= 0) return;
   Activate();
-  if (cuda_internal::Fits32(std::max(total, planes * height * width))) {
-    cuda_internal::AvgPoolForwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), x, y);
-  } else {
-    cuda_internal::AvgPoolForwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), x, y);
-  }
+  cuda_internal::WithIndexType(std::max(total, planes * height * width), [&](auto index) {
+    cuda_internal::AvgPoolForwardKernel<decltype(index)>
+        <<<BlocksFor(total), kThreads, 0, stream_>>>(planes, height, width, size, stride, out_h,
+                                                     out_w, static_cast<float>(size * size), x, y);
+  });
   CheckLaunch("AvgPool2dForward");
 }
 
@@ -350,13 +344,12 @@ void CudaBackend::AvgPool2dBackward(int64_t planes, int64_t height, int64_t widt
   Activate();
   const int64_t out_h = std::max<int64_t>(0, OutSize(height, size, stride, 0));
   const int64_t out_w = std::max<int64_t>(0, OutSize(width, size, stride, 0));
-  if (cuda_internal::Fits32(std::max(total, planes * out_h * out_w))) {
-    cuda_internal::AvgPoolBackwardKernel<int32_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), dy, dx);
-  } else {
-    cuda_internal::AvgPoolBackwardKernel<int64_t><<<BlocksFor(total), kThreads, 0, stream_>>>(
-        planes, height, width, size, stride, out_h, out_w, static_cast<float>(size * size), dy, dx);
-  }
+  cuda_internal::WithIndexType(std::max(total, planes * out_h * out_w), [&](auto index) {
+    cuda_internal::AvgPoolBackwardKernel<decltype(index)>
+        <<<BlocksFor(total), kThreads, 0, stream_>>>(planes, height, width, size, stride, out_h,
+                                                     out_w, static_cast<float>(size * size), dy,
+                                                     dx);
+  });
   CheckLaunch("AvgPool2dBackward");
 }
 
