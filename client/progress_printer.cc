@@ -63,8 +63,25 @@ void ProgressPrinter::Update(const v1::JobStatus& s) {
     return;
   }
 
-  // An epoch's line waits for rank 0's evaluation: it is printed when the test metrics change,
-  // when the next epoch has begun, or when the job ends.
+  // The epochs whose results the server keeps (JobStatus.history) and that have not been shown:
+  // each from its own result, however many epochs this status is past the previous one.
+  for (const v1::EpochResult& r : s.history()) {
+    if (r.epoch() <= printed_epoch_) continue;
+    v1::JobStatus line = s;
+    line.set_epoch(r.epoch());
+    line.set_step(r.step());
+    line.set_train_loss(r.train_loss());
+    line.set_samples_per_second(r.samples_per_second());
+    line.set_test_loss(r.test_loss());
+    line.set_test_accuracy(r.test_accuracy());
+    line.set_wall_seconds(r.wall_seconds());
+    PrintLine(EpochLine(line));
+    printed_epoch_ = r.epoch();
+  }
+  if (awaiting_metrics_ && boundary_.epoch() <= printed_epoch_) awaiting_metrics_ = false;
+  // Without a result in the history (an older server), an epoch's line waits for rank 0's
+  // evaluation: it is printed when the test metrics change, when the next epoch has begun, or
+  // when the job ends.
   if (awaiting_metrics_ &&
       (s.test_loss() != boundary_.test_loss() || s.test_accuracy() != boundary_.test_accuracy() ||
        s.epoch() > boundary_.epoch() || ended)) {

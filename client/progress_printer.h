@@ -4,8 +4,9 @@
 //   client->Watch(id, [&](const v1::JobStatus& s) { printer.Update(s); return true; });
 //
 // Modes: on a terminal, one progress line rewritten in place; otherwise one line per state
-// change and per epoch (printed once the epoch's test metrics have arrived); in JSON, every
-// status as one line of JSON. Once the job has ended, a final line (text modes).
+// change and per epoch (from the status's history of epoch results, so that none is skipped
+// when statuses arrive epochs apart; else once the epoch's test metrics have arrived); in JSON,
+// every status as one line of JSON. Once the job has ended, a final line (text modes).
 // Not thread-safe; `out` is borrowed.
 #ifndef PSGRID_CLIENT_PROGRESS_PRINTER_H_
 #define PSGRID_CLIENT_PROGRESS_PRINTER_H_

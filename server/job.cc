@@ -254,6 +254,18 @@ absl::Status Job::ReportMetrics(const std::string& worker_id, int epoch, int64_t
     epochs_evaluated_ = epoch;
     test_loss_ = test_loss;
     test_accuracy_ = test_accuracy;
+    if (history_.empty() || epoch > history_.back().epoch()) {
+      constexpr size_t kHistoryEpochs = 64;
+      v1::EpochResult& r = history_.emplace_back();
+      r.set_epoch(epoch);
+      r.set_step(version);
+      r.set_train_loss(train_loss_);
+      r.set_samples_per_second(samples_per_second_);
+      r.set_test_loss(test_loss);
+      r.set_test_accuracy(test_accuracy);
+      if (started_ != absl::Time()) r.set_wall_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+      if (history_.size() > kHistoryEpochs) history_.pop_front();
+    }
     ++revision_;
   }
   if (version == worker_steps_ && ProgressLocked() == worker_steps_ &&
@@ -417,6 +429,7 @@ v1::JobStatus Job::StatusLocked() const {
   for (int64_t count : staleness_counts_) s.add_staleness_histogram(count);
   s.set_late_gradients(late_gradients_);
   s.set_bad_gradients(bad_gradients_);
+  for (const v1::EpochResult& r : history_) *s.add_history() = r;
   return s;
 }
 
@@ -524,6 +537,8 @@ absl::Status Job::Restore(const SnapshotContents& snapshot) {
   samples_ = static_cast<int64_t>(number("samples", 0));
   train_loss_ = number("train_loss", 0);
   epochs_evaluated_ = static_cast<int>(number("epochs_evaluated", 0));
+  // Results of epochs after the snapshot's step belong to the history that was rolled back.
+  while (!history_.empty() && history_.back().step() > version_) history_.pop_back();
   test_loss_ = number("test_loss", 0);
   test_accuracy_ = number("test_accuracy", 0);
   ++generation_;

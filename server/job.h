@@ -16,6 +16,7 @@
 #define PSGRID_SERVER_JOB_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -337,6 +338,8 @@ class Job {
   absl::Time last_step_event_ ABSL_GUARDED_BY(mu_);
   bool have_window_rate_ ABSL_GUARDED_BY(mu_) = false;
   int epochs_evaluated_ ABSL_GUARDED_BY(mu_) = 0;
+  // JobStatus.history: the latest epochs' results, oldest first (at most kHistoryEpochs).
+  std::deque<v1::EpochResult> history_ ABSL_GUARDED_BY(mu_);
   double test_loss_ ABSL_GUARDED_BY(mu_) = 0;
   double test_accuracy_ ABSL_GUARDED_BY(mu_) = 0;
   // ssp: the sums of the clocks after the current step (front: version_ + 1), staleness_ many.

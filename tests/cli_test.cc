@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli.h"
+#include "client/progress_printer.h"
 #include "nlohmann/json.hpp"
 #include "tests/cli_runner.h"
 #include "tests/test_util.h"
@@ -62,6 +65,48 @@ TEST(Cli, LocalSingleProcessWithJsonPrintsOneJsonObject) {
   EXPECT_EQ(result["steps"], 1);
   EXPECT_EQ(result["state"], "completed");
   EXPECT_TRUE(result.contains("samples_per_s"));  // the benchmarks' keys stay
+}
+
+// A status that arrives epochs after the previous one (a fast job): every epoch still gets its
+// line, from the status's history of epoch results, and none twice.
+TEST(ProgressPrinter, ShowsEveryEpochOfTheHistory) {
+  char* buffer = nullptr;
+  size_t size = 0;
+  std::FILE* out = open_memstream(&buffer, &size);
+  ASSERT_NE(out, nullptr);
+  {
+    ProgressPrinter printer(out, ProgressPrinter::Mode::kLines);
+    v1::JobStatus s;
+    s.set_job_id("job-1");
+    s.set_state(v1::JOB_STATE_RUNNING);
+    s.set_epochs(3);
+    s.set_total_steps(9);
+    printer.Update(s);
+    s.set_step(9);
+    s.set_epoch(3);
+    for (int e = 1; e <= 3; ++e) {
+      v1::EpochResult* r = s.add_history();
+      r->set_epoch(e);
+      r->set_step(3 * e);
+      r->set_train_loss(1.0 / e);
+      r->set_test_loss(2.0 / e);
+    }
+    printer.Update(s);  // epochs 1 to 3 at once
+    s.set_state(v1::JOB_STATE_COMPLETED);
+    printer.Update(s);
+  }
+  std::fclose(out);
+  const std::string text(buffer, size);
+  std::free(buffer);
+  EXPECT_THAT(text, HasSubstr("epoch 1/3  step 3/9  loss 1.0000"));
+  EXPECT_THAT(text, HasSubstr("epoch 2/3  step 6/9  loss 0.5000"));
+  EXPECT_THAT(text, HasSubstr("epoch 3/3  step 9/9  loss 0.3333"));
+  size_t lines_of_epoch_3 = 0;
+  for (size_t at = text.find("epoch 3/3"); at != std::string::npos;
+       at = text.find("epoch 3/3", at + 1)) {
+    ++lines_of_epoch_3;
+  }
+  EXPECT_EQ(lines_of_epoch_3, 1u) << text;
 }
 
 TEST(Cli, LocalRunsWorkerProcessesAndReportsTheResult) {

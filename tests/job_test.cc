@@ -308,9 +308,14 @@ TEST_F(JobTest, PushBeforeTheJobRunsIsRefused) {
 
 TEST_F(JobTest, CompletesWhenRankZeroReportsTheFinalEvaluation) {
   JoinAll();
+  const int64_t per_epoch = job_->total_steps() / 3;
   for (int64_t t = 0; t < job_->total_steps(); ++t) {
     ASSERT_OK(job_->PushGradients(Push(0, t)));
     ASSERT_OK(job_->PushGradients(Push(1, t)));
+    if (t + 1 == per_epoch) {
+      ASSERT_OK(job_->ReportMetrics(ids_[0], 1, per_epoch, 0.9, 0.4));
+      ASSERT_OK(job_->ReportMetrics(ids_[0], 1, per_epoch, 0.9, 0.4));  // a repeat: one entry
+    }
   }
   EXPECT_EQ(job_->Status().state(), v1::JOB_STATE_RUNNING);
   EXPECT_THAT(job_->Status().message(), ::testing::HasSubstr("evaluating"));
@@ -322,6 +327,14 @@ TEST_F(JobTest, CompletesWhenRankZeroReportsTheFinalEvaluation) {
   EXPECT_EQ(s.epoch(), 3);
   EXPECT_DOUBLE_EQ(s.test_accuracy(), 0.75);
   EXPECT_EQ(JobStateName(s.state()), "completed");
+  // Each reported epoch once in the history, oldest first, with the version it was taken at.
+  ASSERT_EQ(s.history_size(), 2);
+  EXPECT_EQ(s.history(0).epoch(), 1);
+  EXPECT_EQ(s.history(0).step(), per_epoch);
+  EXPECT_DOUBLE_EQ(s.history(0).test_accuracy(), 0.4);
+  EXPECT_EQ(s.history(1).epoch(), 3);
+  EXPECT_EQ(s.history(1).step(), job_->total_steps());
+  EXPECT_DOUBLE_EQ(s.history(1).test_loss(), 0.5);
 }
 
 TEST_F(JobTest, ASilentWorkerFailsTheJobAndWakesWaiters) {

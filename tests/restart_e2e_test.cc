@@ -179,6 +179,17 @@ TEST(RestartE2e, AKilledServerComesBackAndItsWorkersFinishTheJob) {
   ASSERT_EQ(taken.code, 0) << taken.err;
   const std::string snap = nlohmann::json::parse(taken.out)["id"];
   EXPECT_EQ(nlohmann::json::parse(taken.out)["step"], 8000);
+  // The snapshot to roll back to below: one kept beside the new one (keep_last 2), as listed
+  // now; the first listing may predate the snapshot the job wrote as it ended.
+  CliRun relisted = RunPsgrid({"snapshot", "list", *id, "--server", address, "-o", "json"});
+  ASSERT_EQ(relisted.code, 0) << relisted.err;
+  const nlohmann::json kept = nlohmann::json::parse(relisted.out, nullptr, false);
+  ASSERT_TRUE(kept.is_array()) << relisted.out;
+  std::string older;
+  for (const auto& s : kept) {
+    if (s["id"] != snap) older = s["id"];
+  }
+  ASSERT_FALSE(older.empty()) << relisted.out;
   EXPECT_EQ(RunPsgrid({"snapshot", "verify", *id, snap, "--server", address}).code, 0);
   const std::string file = TempPath("restart.safetensors");
   CliRun exported = RunPsgrid({"export", *id, snap, "-o", file, "--server", address});
@@ -205,7 +216,6 @@ TEST(RestartE2e, AKilledServerComesBackAndItsWorkersFinishTheJob) {
   CliRun refused = RunPsgrid({"snapshot", "restore", *id, snap, "--server", address});
   EXPECT_EQ(refused.code, 1);
   // An intact one rolls the completed job back: it waits for workers again.
-  const std::string older = snapshots.back()["id"];  // kept beside the new one (keep_last 2)
   CliRun restored = RunPsgrid({"snapshot", "restore", *id, older, "--server", address, "-o",
                                "json"});
   ASSERT_EQ(restored.code, 0) << restored.err;
