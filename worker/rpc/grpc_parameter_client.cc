@@ -34,31 +34,6 @@ void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
 }
 
-// Floats an arena needs to hold every tensor of `layout` (arenas may pad beyond the last one).
-int64_t LayoutSize(const std::vector<ParamInfo>& layout) {
-  int64_t total = 0;
-  for (const ParamInfo& info : layout) total = std::max(total, info.offset + info.size);
-  return total;
-}
-
-// Whether a network push should start while backward runs. It pays when much of the gradient
-// is ready before backward ends, i.e. lies above the first layer (a CNN's dense layers over
-// its convolutions); an MLP whose first layer holds most of the weights gains little, and the
-// sender thread then only competes with backward for the cores (measured: 8% slower on 2
-// cores). Layers are told apart by the "<layer>." prefix of the tensor names.
-bool WorthSendingEarly(const std::vector<ParamInfo>& layout) {
-  if (layout.empty()) return false;
-  const std::string& first = layout.front().name;
-  const std::string first_layer = first.substr(0, first.find('.') + 1);
-  int64_t early = 0;
-  int64_t total = 0;
-  for (const ParamInfo& info : layout) {
-    total += info.size;
-    if (info.name.compare(0, first_layer.size(), first_layer) != 0) early += info.size;
-  }
-  return early * 4 >= total;  // at least a quarter
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Connect(

@@ -22,13 +22,6 @@ absl::Time Bounded(absl::Time deadline) {
   return std::min(deadline, absl::Now() + kLongestCall);
 }
 
-// Floats an arena needs to hold every tensor of `layout`.
-int64_t LayoutSize(const std::vector<ParamInfo>& layout) {
-  int64_t total = 0;
-  for (const ParamInfo& info : layout) total = std::max(total, info.offset + info.size);
-  return total;
-}
-
 // The data plane's address, with the control plane's host for a wildcard one (a server that
 // listens on every interface advertises 0.0.0.0).
 std::string DataAddress(const std::string& offered, const std::string& control_address) {
@@ -258,7 +251,8 @@ void TcpParameterClient::PushPart(const v1::PushHeader& header,
       control_->PushPart(header, layout, gradients, ready_from, deadline);
       return;
     }
-    if (fd_ < 0 || gradients.size() < LayoutSize(layout)) return;  // Push sends it whole
+    // Push sends it whole (and says why, when the arena is short).
+    if (fd_ < 0 || gradients.size() < LayoutSize(layout) || !WorthSendingEarly(layout)) return;
     connection = connection_;
   }
   auto parts = std::make_unique<PartPush>();
