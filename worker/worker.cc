@@ -477,8 +477,8 @@ absl::StatusOr<v1::JobState> WorkerSession::PushStep(int64_t step,
     prefetched_step_ = -1;
     // Each layer's gradient goes out as soon as backward has it, when the transport can. On a
     // device it is first copied to the host: queued as backward announces it (the copy runs
-    // beside the rest of backward), [queued, total) queued so far, [landed, total) on the host,
-    // and each part is sent once its copy has landed.
+    // beside the rest of backward; [queued, total) is queued so far), and each part is sent
+    // once its copy has landed.
     const bool parts = client_->TakesGradientParts();
     const auto push_part = [&](int64_t ready_from) {
       if (parts && ready_from > 0) {

@@ -66,7 +66,6 @@ absl::Status Answer(int fd, const absl::Status& status, bool closing, v1::DataRe
                         std::max(deadline, absl::Now() + kMinAnswerTime));
 }
 
-// One connection's state: the reused gradient buffer of the job it pushes to.
 // A connection's state: the gradient buffer it reads pushes into, and the step whose parts it
 // is receiving (the bytes from parts_from to the arena's end have come; their first error).
 struct Session {
