@@ -10,7 +10,8 @@
 // Fresh allocations are filled with NaN, so that reading memory nobody wrote shows up in the
 // results. CopyToHostAsync lands late, as a GPU's may: its destination holds NaN until the copy
 // is waited for (WaitCopy, Synchronize) or found done (CopyDone answers false the first time it
-// is asked about a copy); the source must not change meanwhile (checked when it lands). Allocations still live when the backend is destroyed are a failure too (tensors
+// is asked about a copy); the source must not change meanwhile (checked when it lands).
+// Allocations still live when the backend is destroyed are a failure too (tensors
 // must not outlive their memory). One thread at a time, as every Backend.
 #ifndef PSGRID_TESTS_FAKE_DEVICE_BACKEND_H_
 #define PSGRID_TESTS_FAKE_DEVICE_BACKEND_H_

@@ -109,7 +109,8 @@ def shaped(x, kind):
 def accuracy(model, xte, yte):
     device = next(model.parameters()).device
     with torch.no_grad():
-        correct = sum((model(xte[i:i + 1000].to(device)).argmax(1).cpu() == yte[i:i + 1000]).sum().item()
+        correct = sum((model(xte[i:i + 1000].to(device)).argmax(1).cpu() == yte[i:i + 1000])
+                      .sum().item()
                       for i in range(0, len(xte), 1000))
         return correct / len(xte)
 
