@@ -92,6 +92,18 @@ def kernel_of(psgrid, env):
     return out.split("OpenBLAS ")[1].split(" kernel")[0]
 
 
+def pinned_kernel(psgrid):
+    """(the environment without OPENBLAS_CORETYPE, the kernel psgrid selects there): a run sets
+    OPENBLAS_CORETYPE to it (see with_kernel), so that psgrid and its peer use the same one."""
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    return base, kernel_of(psgrid, base)
+
+
+def with_kernel(base, kernel, threads):
+    """`base` with the OpenBLAS kernel and thread count set."""
+    return dict(base, OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS=str(threads))
+
+
 def parameter_count(psgrid, spec):
     """(parameters, bytes as float32) of a spec's model, from `psgrid summary`."""
     out = subprocess.run([psgrid, "summary", spec], cwd=ROOT, check=True, capture_output=True,

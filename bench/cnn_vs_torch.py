@@ -10,7 +10,6 @@ kernel psgrid selects (OPENBLAS_CORETYPE); PyTorch runs with torch.set_num_threa
 
 Prints a markdown table and writes bench/results/cnn_vs_torch.json."""
 import argparse
-import os
 import sys
 
 import benchlib
@@ -26,11 +25,10 @@ def main():
     args = ap.parse_args()
     benchlib.setup_with_torch()
     psgrid = benchlib.psgrid_binary()
-    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    kernel = benchlib.kernel_of(psgrid, base)
+    base, kernel = benchlib.pinned_kernel(psgrid)
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
-        env = dict(base, OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS=str(threads))
+        env = benchlib.with_kernel(base, kernel, threads)
         ours, theirs = [], []
         for rep in range(args.repeats):
             for side in (["psgrid", "torch"] if rep % 2 == 0 else ["torch", "psgrid"]):

@@ -39,9 +39,8 @@ def main():
 
     benchlib.setup_with_torch()
     psgrid = benchlib.psgrid_binary()
-    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    kernel = benchlib.kernel_of(psgrid, base)
-    env = dict(base, OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS="1")
+    base, kernel = benchlib.pinned_kernel(psgrid)
+    env = benchlib.with_kernel(base, kernel, 1)
     peer = [sys.executable, benchlib.torch_peer(), "--epochs", str(args.epochs),
             "--lr", str(args.lr), "--threads", "1"] + (["--curve"] if args.target else [])
     if args.target and args.peer_stops_at_target:

@@ -49,9 +49,8 @@ def main():
     args = ap.parse_args()
     benchlib.setup_with_torch()
     psgrid = benchlib.psgrid_binary()
-    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    kernel = benchlib.kernel_of(psgrid, base)
-    env = dict(base, OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS="1")
+    base, kernel = benchlib.pinned_kernel(psgrid)
+    env = benchlib.with_kernel(base, kernel, 1)
     params, nbytes = benchlib.parameter_count(psgrid, SPEC)
     with open(args.transport_json) as f:
         near = nearest(json.load(f)["rows"], nbytes)

@@ -92,11 +92,7 @@ class FakeDeviceBackend final : public Backend {
     cpu_.CopyToDevice(dst, src, bytes);
   }
   void CopyToHost(void* dst, const void* src, size_t bytes) override {
-    Host("CopyToHost", "dst", dst, bytes);
-    Device("CopyToHost", "src", src, bytes);
-    ++copies_to_host_;
-    if (Inside(pinned_, dst, bytes)) ++copies_to_pinned_host_;
-    bytes_to_host_ += static_cast<int64_t>(bytes);
+    CheckCopyToHost("CopyToHost", dst, src, bytes);
     cpu_.CopyToHost(dst, src, bytes);
   }
   void CopyOnDevice(void* dst, const void* src, size_t bytes) override {
@@ -110,12 +106,8 @@ class FakeDeviceBackend final : public Backend {
   }
   void Synchronize() override { WaitCopy(next_ticket_ - 1); }
   uint64_t CopyToHostAsync(void* dst, const void* src, size_t bytes) override {
-    Host("CopyToHostAsync", "dst", dst, bytes);
-    Device("CopyToHostAsync", "src", src, bytes);
-    ++copies_to_host_;
+    CheckCopyToHost("CopyToHostAsync", dst, src, bytes);
     ++async_copies_to_host_;
-    if (Inside(pinned_, dst, bytes)) ++copies_to_pinned_host_;
-    bytes_to_host_ += static_cast<int64_t>(bytes);
     const auto* from = static_cast<const char*>(src);
     in_flight_.push_back({next_ticket_, dst, src, std::string(from, from + bytes), false});
     std::memset(dst, 0xFF, bytes);  // NaN until it lands
@@ -476,6 +468,14 @@ class FakeDeviceBackend final : public Backend {
     std::string data;  // src when the copy was queued
     bool asked;        // CopyDone has answered false for it once
   };
+  // The checks and the counts of a copy to the host.
+  void CheckCopyToHost(const char* op, void* dst, const void* src, size_t bytes) {
+    Host(op, "dst", dst, bytes);
+    Device(op, "src", src, bytes);
+    ++copies_to_host_;
+    if (Inside(pinned_, dst, bytes)) ++copies_to_pinned_host_;
+    bytes_to_host_ += static_cast<int64_t>(bytes);
+  }
   void Land() {
     const InFlight& c = in_flight_.front();
     if (Inside(allocations_, c.src, c.data.size()) &&

@@ -67,17 +67,16 @@ absl::Status Answer(int fd, const absl::Status& status, bool closing, v1::DataRe
 }
 
 // A connection's state: the gradient buffer it reads pushes into, and the step whose parts it
-// is receiving (the bytes from parts_from to the arena's end have come; their first error).
+// is receiving (the bytes from parts_from to the arena's end have come, 0 when none; their
+// first error).
 struct Session {
   Tensor gradients;
-  bool in_parts = false;
-  uint64_t parts_from = 0;
+  uint64_t parts_from = 0;  // a part's offset is positive
   std::string parts_worker;
   int64_t parts_clock = 0;
   absl::Status part_error;
 
   void EndParts() {
-    in_parts = false;
     parts_from = 0;
     parts_worker.clear();
     parts_clock = 0;
@@ -243,12 +242,12 @@ void DataPlaneServer::Serve(Connection* connection) {
 
     if (push) {
       // Parts of another step or worker than the ones under way: those were abandoned.
-      if (session.in_parts &&
+      if (session.parts_from > 0 &&
           (session.parts_worker != worker_id || session.parts_clock != request.push().clock())) {
         session.EndParts();
       }
       // The range this push must carry: it ends where the step's parts so far begin.
-      const uint64_t end = session.in_parts ? session.parts_from : arena_bytes;
+      const uint64_t end = session.parts_from > 0 ? session.parts_from : arena_bytes;
       const uint64_t offset = static_cast<uint64_t>(std::max<int64_t>(0, request.offset_bytes()));
       const bool part = request.part();
       const bool fits = request.offset_bytes() >= 0 && offset % sizeof(float) == 0 &&
@@ -259,7 +258,7 @@ void DataPlaneServer::Serve(Connection* connection) {
         std::string wanted =
             part ? absl::StrCat("a part ending at byte ", end,
                                 " (where the step's parts so far begin), at a positive offset")
-            : session.in_parts
+            : session.parts_from > 0
                 ? absl::StrCat("the rest of the step's gradient after its parts, bytes [0, ", end,
                                ")")
                 : absl::StrCat("its whole arena of ", arena_bytes, " bytes at offset 0");
@@ -282,7 +281,6 @@ void DataPlaneServer::Serve(Connection* connection) {
         // has delivered); its error waits for the final push.
         gradient.ready_from = static_cast<int64_t>(offset / sizeof(float));
         if (session.part_error.ok()) session.part_error = job.PushGradients(gradient).status();
-        session.in_parts = true;
         session.parts_from = offset;
         session.parts_worker = worker_id;
         session.parts_clock = request.push().clock();
